@@ -1,0 +1,90 @@
+@echo off
+rem console.bat - step-by-step control of ossimport (standalone mode).
+rem
+rem   console.bat {submit|clean|start|stop|stat|retry|version}
+rem
+rem Runs from the folder that holds this script (the package root, with conf\),
+rem so it works from any current directory. Output and exit code are those of
+rem the ossimport binary: 0 ok, 1 some files failed, 2 usage/config error.
+setlocal EnableDelayedExpansion
+cd /d "%~dp0"
+
+set "ARG=%~1"
+set "ARG2=%~2"
+set "ARG3=%~3"
+set "WORD="
+if not defined ARG goto usage_error
+for %%W in (submit clean start stop stat retry version sandbox) do if /i "!ARG!"=="%%W" set "WORD=%%W"
+if /i "!ARG!"=="help" goto usage_ok
+if /i "!ARG!"=="-h" goto usage_ok
+if /i "!ARG!"=="--help" goto usage_ok
+if not defined WORD goto unknown_word
+rem sandbox --ensure / --stop is an internal helper used by import.bat.
+if "!WORD!"=="sandbox" goto find_binary
+if defined ARG2 goto extra_args
+
+:find_binary
+rem Packaged release first, then a source checkout (honouring CARGO_TARGET_DIR),
+rem then build it on first use when this is a source checkout.
+set "BIN="
+set "TDIR=target"
+if defined CARGO_TARGET_DIR set "TDIR=!CARGO_TARGET_DIR!"
+if exist "bin\ossimport.exe" set "BIN=bin\ossimport.exe"
+if defined BIN goto run
+if exist "!TDIR!\release\ossimport.exe" set "BIN=!TDIR!\release\ossimport.exe"
+if defined BIN goto run
+if not exist "Cargo.toml" goto not_found
+where cargo >nul 2>nul
+if errorlevel 1 goto no_cargo
+>&2 echo Building ossimport (first run, this takes several minutes)...
+call cargo build --release 1>&2
+if errorlevel 1 goto build_failed
+if exist "!TDIR!\release\ossimport.exe" set "BIN=!TDIR!\release\ossimport.exe"
+if defined BIN goto run
+>&2 echo Error: cargo build --release finished but !TDIR!\release\ossimport.exe is missing.
+exit /b 2
+
+:run
+"!BIN!" !WORD! !ARG2! !ARG3!
+exit /b !ERRORLEVEL!
+
+:not_found
+>&2 echo Error: ossimport binary not found: expected bin\ossimport.exe or target\release\ossimport.exe
+exit /b 2
+
+:no_cargo
+>&2 echo Error: ossimport binary not found and cargo is not installed to build it
+>&2 echo        (install Rust from https://rustup.rs, or use a packaged release with bin\ossimport.exe).
+exit /b 2
+
+:build_failed
+>&2 echo Error: building ossimport failed (cargo build --release); see the messages above.
+exit /b 2
+
+:unknown_word
+>&2 echo Error: unknown command: !ARG!
+goto usage_error
+
+:extra_args
+>&2 echo Error: console.bat takes exactly one word.
+goto usage_error
+
+:usage_ok
+call :usage
+exit /b 0
+
+:usage_error
+call :usage 1>&2
+exit /b 2
+
+:usage
+echo Usage: console.bat {submit^|clean^|start^|stop^|stat^|retry^|version}
+echo   submit   submit the job described in conf\local_job.cfg (job:local_test)
+echo   clean    delete the job's state so it can be submitted again (service must be stopped)
+echo   start    start the import service (master, worker, tracker) in the background;
+echo            log in logs\ossimport2.log
+echo   stop     stop the import service
+echo   stat     print the job's status (JobState:Running^|Succeed^|Failed^|Abort^|Stopped)
+echo   retry    run the failed tasks again (only the failed files are redone)
+echo   version  print the version
+exit /b 0

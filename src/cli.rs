@@ -1,0 +1,74 @@
+//! The command line: the original console's words, plus the embedded sandbox endpoint.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ossimport",
+    version,
+    about = "Migrate local files into OSS (a Rust ossimport)"
+)]
+pub struct Cli {
+    /// Folder holding local_job.cfg and sys.properties.
+    #[arg(long, global = true, default_value = "conf")]
+    pub conf_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate conf/local_job.cfg and register the job.
+    Submit,
+    /// Delete the job's state (the service must be stopped).
+    Clean,
+    /// Start the import service in the background.
+    Start,
+    /// Stop the import service; in-flight work finishes or resumes at the next start.
+    Stop,
+    /// Print the job's status.
+    Stat,
+    /// Put the failed files of failed tasks back to run.
+    Retry,
+    /// Print the version.
+    Version,
+    /// Serve a folder as an S3-compatible endpoint on 127.0.0.1 (for trying and testing).
+    Sandbox(SandboxArgs),
+    /// Run the import service in the foreground (what `start` runs in the background).
+    #[command(hide = true)]
+    Serve,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Start a background sandbox for conf/local_job.cfg's destDomain if it is a loopback
+    /// http address with nothing listening; otherwise do nothing.
+    #[arg(long, conflicts_with = "stop")]
+    pub ensure: bool,
+    /// Stop a sandbox that --ensure started.
+    #[arg(long)]
+    pub stop: bool,
+    /// Folder of the stored data (one sub-folder per bucket).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (printed at start).
+    #[arg(long, default_value_t = 9800)]
+    pub port: u16,
+    /// Bucket to create if missing (repeatable).
+    #[arg(long)]
+    pub bucket: Vec<String>,
+    /// Access key the server accepts (also OSSIMPORT_SANDBOX_ACCESS_KEY).
+    #[arg(long, env = "OSSIMPORT_SANDBOX_ACCESS_KEY", hide_env_values = true)]
+    pub access_key: Option<String>,
+    /// Secret key the server accepts (also OSSIMPORT_SANDBOX_SECRET_KEY).
+    #[arg(long, env = "OSSIMPORT_SANDBOX_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// File whose appearance stops the server (used by --stop).
+    #[arg(long, hide = true)]
+    pub stop_file: Option<PathBuf>,
+}

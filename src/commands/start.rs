@@ -1,0 +1,127 @@
+//! `start`: run the import service in the background; `serve` is that service itself.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Console, print_warnings};
+use crate::error::{Error, IoContext, Result};
+use crate::workdir::{ServiceLock, WorkDir, write_atomic};
+
+/// How long `start` waits for the service to report that it runs.
+const STARTUP: Duration = Duration::from_secs(20);
+
+pub fn run(console: &Console) -> Result<u8> {
+    let (sys, warnings) = console.sys()?;
+    print_warnings(&warnings);
+    let workdir = WorkDir::new(&sys.working_dir);
+    if ServiceLock::is_held(&workdir)? {
+        return Err(already_running(&workdir));
+    }
+    let logs = workdir.logs_dir();
+    std::fs::create_dir_all(&logs).ctx("cannot create folder", &logs)?;
+    let stderr_log = workdir.service_stderr_log();
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_log)
+        .ctx("cannot open log", &stderr_log)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Internal(format!("cannot find own binary: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--conf-dir")
+        .arg(&console.conf_dir)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    detach(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Internal(format!("cannot start the service: {e}")))?;
+    let started = Instant::now();
+    let pid = child.id().to_string();
+    loop {
+        if std::fs::read_to_string(workdir.pid_file()).is_ok_and(|p| p.trim() == pid) {
+            println!("Start import service completed.");
+            return Ok(0);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::Refused(format!(
+                "the import service exited at once ({status}); see {} and logs/ossimport2.log",
+                stderr_log.display()
+            )));
+        }
+        if started.elapsed() > STARTUP {
+            return Err(Error::Refused(format!(
+                "the import service did not report within {STARTUP:?}; see logs/ossimport2.log"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn already_running(workdir: &WorkDir) -> Error {
+    let pid = std::fs::read_to_string(workdir.pid_file()).unwrap_or_default();
+    Error::Refused(format!(
+        "the import service is already running (pid {}); run `console.sh stop` first",
+        pid.trim()
+    ))
+}
+
+/// Keeps the service alive when the terminal that started it closes or gets Ctrl-C.
+#[cfg(unix)]
+fn detach(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+}
+
+#[cfg(windows)]
+fn detach(cmd: &mut Command) {
+    use std::os::windows::process::CommandExt;
+    const DETACHED_PROCESS: u32 = 0x0000_0008;
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+}
+
+#[cfg(not(any(unix, windows)))]
+fn detach(_cmd: &mut Command) {}
+
+/// The service in the foreground: holds the lock for its whole life, logs to
+/// logs/ossimport2.log, runs until `stop`.
+pub fn serve(console: &Console) -> Result<u8> {
+    let (sys, warnings) = console.sys()?;
+    let workdir = WorkDir::new(&sys.working_dir);
+    let Some(_lock) = ServiceLock::try_acquire(&workdir)? else {
+        return Err(already_running(&workdir));
+    };
+    let logs = workdir.logs_dir();
+    std::fs::create_dir_all(&logs).ctx("cannot create folder", &logs)?;
+    let appender = tracing_appender::rolling::never(&logs, WorkDir::service_log_name());
+    let (writer, _guard) = tracing_appender::non_blocking(appender);
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OSSIMPORT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    write_atomic(
+        &workdir.pid_file(),
+        std::process::id().to_string().as_bytes(),
+    )?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::Internal(format!("cannot start tokio: {e}")))?;
+    let result = runtime.block_on(crate::service::run(
+        console.conf_dir.clone(),
+        sys,
+        workdir.clone(),
+    ));
+    // A clean exit removes the pid file; one left behind without a lock holder means a crash.
+    let _ = std::fs::remove_file(workdir.pid_file());
+    let _ = std::fs::remove_file(workdir.stop_request_file());
+    result.map(|()| 0)
+}

@@ -1,0 +1,296 @@
+//! OSS (or any S3-compatible store) through aws-sdk-s3, with the settings OSS needs.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    retry::RetryConfig, timeout::TimeoutConfig,
+};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_smithy_types::byte_stream::Length;
+
+use super::{DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
+use crate::source::Body;
+
+/// How many times one request is tried in all before its file is recorded as failed.
+const MAX_ATTEMPTS: u32 = 6;
+
+pub struct S3Destination {
+    client: Client,
+    bucket: String,
+}
+
+/// The connection settings of a destination; secrets stay inside.
+pub struct S3Settings<'a> {
+    pub endpoint: &'a str,
+    pub bucket: &'a str,
+    pub access_key: &'a str,
+    pub secret_key: &'a str,
+}
+
+impl S3Destination {
+    pub fn new(s: &S3Settings<'_>) -> Self {
+        let endpoint = s.endpoint.trim_end_matches('/');
+        let host = host_of(endpoint);
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(region_of(host)))
+            .credentials_provider(Credentials::new(
+                s.access_key,
+                s.secret_key,
+                None,
+                None,
+                "ossimport-conf",
+            ))
+            // OSS wants virtual-hosted style; an IP or localhost endpoint has no DNS for that.
+            .force_path_style(is_ip_or_localhost(host))
+            // OSS and most S3-compatible stores reject the aws-chunked CRC trailers the SDK
+            // sends by default (reference §9).
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            // Standard mode: exponential backoff with jitter on timeouts, resets, 5xx, throttling.
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .build(),
+            )
+            .build();
+        S3Destination {
+            client: Client::from_conf(config),
+            bucket: s.bucket.to_string(),
+        }
+    }
+}
+
+fn host_of(endpoint: &str) -> &str {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+}
+
+fn is_ip_or_localhost(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The signing region: OSS endpoints are `oss-<region>[-internal].aliyuncs.com`; anything
+/// else signs as us-east-1, which S3-compatible servers accept.
+fn region_of(host: &str) -> String {
+    let first = host.split('.').next().unwrap_or_default();
+    match first.strip_prefix("oss-") {
+        Some(region) if host.ends_with("aliyuncs.com") => {
+            region.trim_end_matches("-internal").to_string()
+        }
+        _ => "us-east-1".to_string(),
+    }
+}
+
+fn err(what: &str, key: &str, e: impl std::error::Error) -> DestError {
+    DestError {
+        message: format!("{what} `{key}` failed: {}", DisplayErrorContext(e)),
+    }
+}
+
+async fn stream(body: Body) -> DestResult<(ByteStream, i64)> {
+    match body {
+        Body::File { path, offset, len } => {
+            let stream = ByteStream::read_from()
+                .path(&path)
+                .offset(offset)
+                .length(Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| DestError {
+                    message: format!("cannot read `{}`: {e}", path.display()),
+                })?;
+            Ok((stream, len as i64))
+        }
+    }
+}
+
+fn etag(e: Option<&str>) -> String {
+    e.unwrap_or_default().to_string()
+}
+
+#[async_trait]
+impl Destination for S3Destination {
+    async fn check_access(&self) -> DestResult<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DestError {
+                message: format!(
+                    "cannot reach bucket `{}`: {}; check destDomain, destBucket and the destination keys",
+                    self.bucket,
+                    DisplayErrorContext(e)
+                ),
+            })
+    }
+
+    async fn head(&self, key: &str) -> DestResult<Option<ObjectMeta>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectMeta {
+                size: out.content_length().unwrap_or_default().max(0) as u64,
+                last_modified: out.last_modified().map(|t| t.secs()),
+                etag: out.e_tag().map(str::to_string),
+                content_type: out.content_type().map(str::to_string),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(err("HEAD", key, e)),
+        }
+    }
+
+    async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {
+        let (body, len) = stream(body).await?;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(len)
+            .content_type(&opts.content_type)
+            .body(body);
+        if opts.server_side_encryption {
+            req = req.server_side_encryption(ServerSideEncryption::Aes256);
+        }
+        let out = req.send().await.map_err(|e| err("PUT", key, e))?;
+        Ok(etag(out.e_tag()))
+    }
+
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> DestResult<String> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(&opts.content_type);
+        if opts.server_side_encryption {
+            req = req.server_side_encryption(ServerSideEncryption::Aes256);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| err("CreateMultipartUpload", key, e))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| DestError {
+                message: format!("CreateMultipartUpload `{key}`: the server returned no upload id"),
+            })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Body,
+    ) -> DestResult<String> {
+        let (body, len) = stream(body).await?;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| err("UploadPart", key, e))?;
+        Ok(etag(out.e_tag()))
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartInfo],
+    ) -> DestResult<String> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| err("CompleteMultipartUpload", key, e))?;
+        Ok(etag(out.e_tag()))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> DestResult<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("AbortMultipartUpload", key, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addressing_and_region_follow_the_endpoint() {
+        assert_eq!(host_of("http://127.0.0.1:9800"), "127.0.0.1");
+        assert_eq!(
+            host_of("https://oss-cn-hangzhou.aliyuncs.com/"),
+            "oss-cn-hangzhou.aliyuncs.com"
+        );
+        assert_eq!(host_of("http://[::1]:80"), "::1");
+        assert!(
+            is_ip_or_localhost("127.0.0.1")
+                && is_ip_or_localhost("localhost")
+                && is_ip_or_localhost("::1")
+        );
+        assert!(!is_ip_or_localhost("oss-cn-hangzhou.aliyuncs.com"));
+        assert_eq!(
+            region_of("oss-cn-hangzhou-internal.aliyuncs.com"),
+            "cn-hangzhou"
+        );
+        assert_eq!(region_of("127.0.0.1"), "us-east-1");
+    }
+}

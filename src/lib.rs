@@ -1,0 +1,35 @@
+//! ossimport-rs: a Rust re-creation of Alibaba Cloud's ossimport (standalone mode).
+//!
+//! # Layout
+//! - [`config`]: `conf/local_job.cfg` and `conf/sys.properties` into typed settings.
+//! - [`workdir`]: every path under `workingDir`, atomic writes, the service lock.
+//! - [`task`]: task ids and the on-disk formats of a task folder (TASK, STATUS, audit.log, ...).
+//! - [`source`] / [`dest`]: the one trait for sources and the one for the destination, with
+//!   our own neutral types between them.
+//! - [`master`]: lists the source and splits it into persisted tasks, with checkpoints.
+//! - [`worker`]: transfers the files of a task.
+//! - [`tracker`]: journals per-file results and moves finished task folders.
+//! - [`retry`]: failed tasks back to pending with only their failed files.
+//! - [`service`]: master, dispatcher, worker and tracker as tokio tasks in one process.
+//! - [`stat`]: the job's status as the `stat` command prints it.
+//! - [`commands`]: one module per console command.
+//! - [`sandbox`]: the embedded S3-compatible endpoint on 127.0.0.1.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dest;
+pub mod error;
+pub mod key;
+pub mod master;
+pub mod retry;
+pub mod sandbox;
+pub mod service;
+pub mod source;
+pub mod stat;
+pub mod task;
+pub mod tracker;
+pub mod workdir;
+pub mod worker;
+
+pub use error::{Error, Result};

@@ -1,0 +1,106 @@
+//! The embedded sandbox: a folder served as an S3-compatible endpoint on 127.0.0.1 (s3s-fs),
+//! checking SigV4 signatures like a real store. The default config migrates into it, and the
+//! tests use it as their server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+use crate::error::{Error, IoContext, Result};
+
+pub struct SandboxOptions {
+    pub root: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub buckets: Vec<String>,
+    /// `(access key, secret key)`; without it any signature is accepted.
+    pub credentials: Option<(String, String)>,
+    /// The server stops when this file appears.
+    pub stop_file: Option<PathBuf>,
+}
+
+/// Serves until Ctrl-C, SIGTERM or the stop file; calls `ready` with the bound address.
+///
+/// # Errors
+/// When the folder cannot be used or the address cannot be bound.
+pub async fn serve(opts: SandboxOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    for bucket in &opts.buckets {
+        let dir = opts.root.join(bucket);
+        std::fs::create_dir_all(&dir).ctx("cannot create bucket folder", &dir)?;
+    }
+    std::fs::create_dir_all(&opts.root).ctx("cannot create folder", &opts.root)?;
+    let fs = s3s_fs::FileSystem::new(&opts.root)
+        .map_err(|e| Error::Internal(format!("cannot serve `{}`: {e:?}", opts.root.display())))?;
+    let mut builder = S3ServiceBuilder::new(fs);
+    if let Some((ak, sk)) = opts.credentials {
+        builder.set_auth(SimpleAuth::from_single(ak, sk));
+    }
+    let service = builder.build();
+    let listener = TcpListener::bind((opts.host.as_str(), opts.port))
+        .await
+        .map_err(|e| {
+            Error::Refused(format!("cannot listen on {}:{}: {e}", opts.host, opts.port))
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("no local address: {e}")))?;
+    ready(addr);
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let stop = stop_signal(opts.stop_file);
+    tokio::pin!(stop);
+    loop {
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let conn = http
+            .serve_connection(TokioIo::new(socket), service.clone())
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    Ok(())
+}
+
+async fn stop_signal(stop_file: Option<PathBuf>) {
+    let polled = async {
+        match stop_file {
+            Some(file) => {
+                while !file.exists() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let _ = std::fs::remove_file(&file);
+            }
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = polled => {}
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

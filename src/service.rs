@@ -1,0 +1,247 @@
+//! The import service (`start`): master, dispatcher, worker and tracker as tokio tasks in one
+//! process, running the job named in conf/local_job.cfg until `stop`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{JobConfig, SysConfig};
+use crate::dest::Destination;
+use crate::dest::s3::{S3Destination, S3Settings};
+use crate::error::{Error, Result};
+use crate::master::Master;
+use crate::task::TaskId;
+use crate::workdir::{TaskState, WorkDir, list_names, rename_durable, sweep_temps, write_atomic};
+use crate::worker::{JobContext, run_task};
+
+/// How long `stop` lets in-flight files finish before leaving them to resume at next start.
+const DRAIN: Duration = Duration::from_secs(8);
+
+/// Runs the service until a stop is requested.
+///
+/// # Errors
+/// Only for faults that stop the whole service; a job's own faults are logged and recorded.
+pub async fn run(conf_dir: PathBuf, sys: SysConfig, workdir: WorkDir) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let _ = std::fs::remove_file(workdir.stop_request_file());
+    tokio::spawn(watch_stop(workdir.clone(), cancel.clone()));
+    let swept = sweep_temps(&workdir.master_dir()) + sweep_temps(&workdir.root().join("worker"));
+    if swept > 0 {
+        tracing::info!(swept, "removed temp files left by an earlier crash");
+    }
+    tracing::info!("import service started");
+    while !cancel.is_cancelled() {
+        match find_job(&conf_dir, &workdir) {
+            Ok(Some(job)) => {
+                if let Err(e) = run_job(Arc::new(job), &sys, &workdir, &cancel).await {
+                    tracing::error!("{e}");
+                    // A job-level fault: the job is marked Abort and the service stops, so
+                    // `stat` and import.sh see it at once instead of a job that never moves.
+                    cancel.cancel();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = cancel.cancelled() => {}
+        }
+    }
+    tracing::info!("import service stopped");
+    Ok(())
+}
+
+/// Polls for `stop`'s request file (portable), and takes Ctrl-C / SIGTERM as the same.
+async fn watch_stop(workdir: WorkDir, cancel: CancellationToken) {
+    let file = workdir.stop_request_file();
+    let polled = async {
+        while !file.exists() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = polled => {}
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("stop requested; finishing the files in flight");
+    cancel.cancel();
+}
+
+/// The submitted job named in conf/local_job.cfg, with the credentials of that file (or the
+/// environment): settings are frozen at submit, keys are not stored in the working dir.
+fn find_job(conf_dir: &Path, workdir: &WorkDir) -> Result<Option<JobConfig>> {
+    let conf = JobConfig::load(&conf_dir.join("local_job.cfg"))?.config;
+    let name = conf.job_name.clone();
+    let queued = workdir.queued_job_file(&name);
+    let settings_file = workdir.job_config_file(&name);
+    if queued.exists() {
+        workdir.create_job_layout(&name)?;
+        rename_durable(&queued, &settings_file)?;
+    }
+    if !settings_file.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&settings_file)
+        .map_err(|e| Error::io("cannot read", &settings_file, e))?;
+    let mut job: JobConfig = toml::from_str(&text).map_err(|e| Error::Corrupt {
+        path: settings_file.clone(),
+        message: format!("{e}; run `console.sh clean` and submit again"),
+    })?;
+    job.dest_access_key = conf.dest_access_key;
+    job.dest_secret_key = conf.dest_secret_key;
+    job.src_access_key = conf.src_access_key;
+    job.src_secret_key = conf.src_secret_key;
+    job.apply_env_credentials();
+    Ok(Some(job))
+}
+
+async fn run_job(
+    job: Arc<JobConfig>,
+    sys: &SysConfig,
+    workdir: &WorkDir,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let name = job.job_name.clone();
+    let abort_file = workdir.abort_file(&name);
+    let _ = std::fs::remove_file(&abort_file);
+    let abort = |message: String| {
+        let _ = write_atomic(&abort_file, message.as_bytes());
+        Error::Refused(format!("job {name} aborted: {message}"))
+    };
+    let dest: Arc<dyn Destination> = Arc::new(S3Destination::new(&S3Settings {
+        endpoint: &job.dest_domain,
+        bucket: &job.dest_bucket,
+        access_key: job.dest_access_key.expose(),
+        secret_key: job.dest_secret_key.expose(),
+    }));
+    dest.check_access().await.map_err(|e| abort(e.message))?;
+    let source = crate::source::open_source(&job).map_err(|e| abort(e.to_string()))?;
+    workdir.create_job_layout(&name)?;
+    crate::retry::finish_staged(workdir, &name)?;
+    let resume = crate::tracker::recover_finished(workdir, &name)?;
+
+    let new_task = Arc::new(Notify::new());
+    let master = Arc::new(Master {
+        job: job.clone(),
+        source: source.into(),
+        workdir: workdir.clone(),
+        new_task: new_task.clone(),
+        cancel: cancel.clone(),
+    });
+    let ctx = Arc::new(JobContext {
+        job: job.clone(),
+        source: master.source.clone(),
+        dest,
+        workdir: workdir.clone(),
+        file_permits: Arc::new(Semaphore::new(sys.worker_task_thread_num.max(1) as usize)),
+        cancel: cancel.clone(),
+        abort_on_unexpected: sys.worker_abort_when_uncatched_exception,
+    });
+    let mut master_run = tokio::spawn(master.clone().run());
+    let mut master_done = false;
+
+    let (task_tx, task_rx) = async_channel::bounded::<TaskId>(1);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut runners = tokio::task::JoinSet::new();
+    for _ in 0..task_runners(&job, sys) {
+        let (ctx, rx, in_flight, wake) = (
+            ctx.clone(),
+            task_rx.clone(),
+            in_flight.clone(),
+            new_task.clone(),
+        );
+        runners.spawn(async move {
+            while let Ok(id) = rx.recv().await {
+                match run_task(ctx.clone(), id.clone()).await {
+                    Ok(Some(o)) => tracing::info!(task = %id, ok = o.ok, skipped = o.skipped, failed = o.failed, "task finished"),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(task = %id, "task stopped: {e}; it resumes at the next start"),
+                }
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                wake.notify_one();
+            }
+        });
+    }
+
+    let mut backlog = resume;
+    let mut reported = false;
+    let pending_dir = workdir.state_dir(&name, TaskState::Pending);
+    while !cancel.is_cancelled() {
+        if !master_done && master_run.is_finished() {
+            master_done = true;
+            match (&mut master_run).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(abort(format!("listing the source failed: {e}"))),
+                Err(e) => return Err(abort(format!("the master failed: {e}"))),
+            }
+        }
+        for entry in list_names(&pending_dir)? {
+            let Some(id) = TaskId::parse(&entry) else {
+                continue;
+            };
+            rename_durable(
+                &pending_dir.join(&entry),
+                &workdir.task_dir(&name, TaskState::Dispatched, &entry),
+            )?;
+            backlog.push(id);
+        }
+        let mut sent_any = false;
+        for id in std::mem::take(&mut backlog) {
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            tokio::select! {
+                sent = task_tx.send(id) => { sent.map_err(|_| Error::Internal("task runners stopped".into()))?; }
+                () = cancel.cancelled() => break,
+            }
+            sent_any = true;
+        }
+        if sent_any {
+            reported = false;
+        }
+        if master_done && in_flight.load(Ordering::SeqCst) == 0 && !reported {
+            reported = true;
+            let stat = crate::stat::JobStat::collect(workdir, &name)?;
+            tracing::info!("job {name} finished: JobState:{}", stat.state.word());
+        }
+        tokio::select! {
+            () = new_task.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = cancel.cancelled() => {}
+        }
+    }
+    task_tx.close();
+    master_run.abort();
+    if tokio::time::timeout(DRAIN, async {
+        while runners.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("files still in flight after {DRAIN:?}; they resume at the next start");
+    }
+    Ok(())
+}
+
+/// Enough concurrent tasks to keep `workerTaskThreadNum` files in flight when tasks are
+/// small, and only two when tasks are large (each holds its file list in memory).
+fn task_runners(job: &JobConfig, sys: &SysConfig) -> usize {
+    let threads = u64::from(sys.worker_task_thread_num.max(1));
+    let per_task = job.task_object_count_limit.max(1);
+    (threads * 2).div_ceil(per_task).clamp(2, threads.max(2)) as usize
+}

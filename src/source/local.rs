@@ -1,0 +1,232 @@
+//! The local file-system source (`srcType=local`): a sorted walk under `srcPrefix`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc::Sender;
+use walkdir::WalkDir;
+
+use super::{Body, Probe, RelPath, ScanUnit, Source, SourceObject};
+use crate::error::{Error, IoContext, Result};
+
+pub struct LocalSource {
+    root: PathBuf,
+    allow_symlinks: bool,
+}
+
+impl LocalSource {
+    pub fn new(root: PathBuf, allow_symlinks: bool) -> Self {
+        LocalSource {
+            root,
+            allow_symlinks,
+        }
+    }
+
+    fn full_path(&self, rel: &RelPath) -> PathBuf {
+        if rel.0.is_empty() {
+            return self.root.clone();
+        }
+        self.root.join(os_path(&rel.0))
+    }
+
+    fn collect_units(
+        &self,
+        dir: RelPath,
+        level: u32,
+        max_depth: u32,
+        out: &mut Vec<ScanUnit>,
+    ) -> Result<()> {
+        if level >= max_depth {
+            out.push(unit(dir, true));
+            return Ok(());
+        }
+        let full = self.full_path(&dir);
+        let mut subdirs = Vec::new();
+        for entry in fs::read_dir(&full).ctx("cannot list source folder", &full)? {
+            let entry = entry.ctx("cannot list source folder", &full)?;
+            // Directory links are never followed, as in the original.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                subdirs.push(name_bytes(&entry.file_name()));
+            }
+        }
+        subdirs.sort();
+        out.push(unit(dir.clone(), false));
+        for name in subdirs {
+            self.collect_units(dir.join(&name), level + 1, max_depth, out)?;
+        }
+        Ok(())
+    }
+
+    fn stat(&self, rel: &RelPath, meta: &fs::Metadata) -> SourceObject {
+        SourceObject {
+            path: rel.clone(),
+            size: meta.len(),
+            mtime: mtime_secs(meta),
+        }
+    }
+
+    /// The metadata a listed entry contributes, or `None` when it is not a file to upload.
+    fn file_meta(&self, path: &Path, is_symlink: bool) -> std::io::Result<Option<fs::Metadata>> {
+        if is_symlink && !self.allow_symlinks {
+            return Ok(None);
+        }
+        let meta = fs::metadata(path)?;
+        Ok(meta.is_file().then_some(meta))
+    }
+
+    fn list_blocking(
+        &self,
+        unit: &ScanUnit,
+        after: Option<RelPath>,
+        out: &Sender<Result<SourceObject>>,
+    ) {
+        let base = self.full_path(&unit.dir);
+        let mut walker = WalkDir::new(&base)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name();
+        if !unit.recursive {
+            walker = walker.max_depth(1);
+        }
+        let rel_of = |p: &Path| -> RelPath {
+            let mut rel = unit.dir.clone();
+            if let Ok(stripped) = p.strip_prefix(&base) {
+                for c in stripped.components() {
+                    rel = rel.join(&name_bytes(c.as_os_str()));
+                }
+            }
+            rel
+        };
+        let iter = walker.into_iter().filter_entry(|e| {
+            // On resume, skip whole subtrees that lie before the checkpoint.
+            let Some(after) = &after else { return true };
+            if !e.file_type().is_dir() {
+                return true;
+            }
+            let rel = rel_of(e.path());
+            rel.walk_cmp(after).is_gt() || after.is_within(&rel)
+        });
+        for entry in iter {
+            let item = match entry {
+                Ok(entry) if entry.file_type().is_dir() => continue,
+                Ok(entry) => {
+                    let rel = rel_of(entry.path());
+                    if after.as_ref().is_some_and(|a| rel.walk_cmp(a).is_le()) {
+                        continue;
+                    }
+                    match self.file_meta(entry.path(), entry.path_is_symlink()) {
+                        Ok(Some(meta)) => Ok(self.stat(&rel, &meta)),
+                        Ok(None) => continue,
+                        Err(e) => Err(Error::io("cannot read source file", entry.path(), e)),
+                    }
+                }
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| base.clone());
+                    Err(Error::Source(format!(
+                        "cannot list `{}`: {e}",
+                        path.display()
+                    )))
+                }
+            };
+            if out.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn unit(dir: RelPath, recursive: bool) -> ScanUnit {
+    let kind = if recursive { "tree" } else { "files" };
+    ScanUnit {
+        id: format!("{kind}:{dir}"),
+        dir,
+        recursive,
+    }
+}
+
+#[async_trait]
+impl Source for LocalSource {
+    async fn scan_units(&self, max_depth: u32) -> Result<Vec<ScanUnit>> {
+        let meta = fs::metadata(&self.root).ctx("cannot read srcPrefix folder", &self.root)?;
+        if !meta.is_dir() {
+            return Err(Error::Source(format!(
+                "srcPrefix `{}` is not a folder; set srcPrefix in conf/local_job.cfg to the folder to migrate",
+                self.root.display()
+            )));
+        }
+        let mut units = Vec::new();
+        self.collect_units(RelPath(Vec::new()), 0, max_depth.max(1), &mut units)?;
+        Ok(units)
+    }
+
+    async fn list(
+        &self,
+        unit: &ScanUnit,
+        after: Option<RelPath>,
+        out: Sender<Result<SourceObject>>,
+    ) -> Result<()> {
+        let this = LocalSource {
+            root: self.root.clone(),
+            allow_symlinks: self.allow_symlinks,
+        };
+        let unit = unit.clone();
+        tokio::task::spawn_blocking(move || this.list_blocking(&unit, after, &out))
+            .await
+            .map_err(|e| Error::Source(format!("listing thread failed: {e}")))
+    }
+
+    async fn probe(&self, path: &RelPath) -> Result<Probe> {
+        let full = self.full_path(path);
+        match fs::metadata(&full) {
+            Ok(meta) => Ok(Probe::Present(self.stat(path, &meta))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Probe::Missing),
+            Err(e) => Err(Error::io("cannot read source file", full, e)),
+        }
+    }
+
+    async fn open(&self, path: &RelPath, offset: u64, len: u64) -> Result<Body> {
+        let full = self.full_path(path);
+        // Opening now turns a permission problem into a clear per-file error before any
+        // request is made.
+        fs::File::open(&full).ctx("cannot open source file", &full)?;
+        Ok(Body::File {
+            path: full,
+            offset,
+            len,
+        })
+    }
+}
+
+fn mtime_secs(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(unix)]
+fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    name.as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    name.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn os_path(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn os_path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}

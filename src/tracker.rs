@@ -1,0 +1,236 @@
+//! The tracker: journals each file's result as it lands, and when a task ends writes its
+//! audit.log, error.list, STATUS and DONE and moves the folder to succeed_tasks/failed_tasks.
+//!
+//! While a task runs, results go to `worker/jobs/<job>/tasks/<id>/journal-<seq>.log`
+//! segments: each is written whole (temp, fsync, rename), holding every result that arrived
+//! since the previous one (group commit). A file is "done" once its line is in a segment, so
+//! after a crash the task resumes with exactly the files whose results were not yet durable.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+use crate::source::RelPath;
+use crate::task::record::{FileRecord, Progress};
+use crate::task::{TaskId, TaskSpec};
+use crate::workdir::{TaskState, WorkDir, list_names, rename_durable, write_atomic};
+
+const SEGMENT_PREFIX: &str = "journal-";
+
+/// In a retried task's folder: the audit.log of its earlier attempts.
+pub const PREVIOUS_AUDIT: &str = "previous_audit.log";
+
+/// The durable record of a running task's finished files.
+pub struct TaskJournal {
+    dir: PathBuf,
+    next_seq: u64,
+    records: Vec<FileRecord>,
+    progress: Progress,
+}
+
+impl TaskJournal {
+    /// Opens (or creates) the journal of a task, reading what an earlier run left.
+    ///
+    /// # Errors
+    /// When the folder cannot be created or read.
+    pub fn open(dir: PathBuf, spec: &TaskSpec) -> Result<TaskJournal> {
+        fs::create_dir_all(&dir).ctx("cannot create folder", &dir)?;
+        let mut records = Vec::new();
+        let mut next_seq = 0;
+        for name in list_names(&dir)? {
+            let Some(seq) = name
+                .strip_prefix(SEGMENT_PREFIX)
+                .and_then(|s| s.strip_suffix(".log"))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            next_seq = next_seq.max(seq + 1);
+            let path = dir.join(&name);
+            let text = fs::read_to_string(&path).ctx("cannot read journal", &path)?;
+            records.extend(text.lines().filter_map(FileRecord::parse_audit_line));
+        }
+        let mut progress = Progress {
+            total_bytes: spec.total_bytes(),
+            total_files: spec.files.len() as u64,
+            ..Progress::default()
+        };
+        for r in &records {
+            progress.done_bytes += r.size;
+            progress.done_files += 1;
+        }
+        let journal = TaskJournal {
+            dir,
+            next_seq,
+            records,
+            progress,
+        };
+        journal.write_progress()?;
+        Ok(journal)
+    }
+
+    /// The files that already have a durable result.
+    pub fn done_paths(&self) -> HashSet<RelPath> {
+        self.records.iter().map(|r| r.path.clone()).collect()
+    }
+
+    /// Makes a batch of results durable in one new segment.
+    ///
+    /// # Errors
+    /// When the segment cannot be written.
+    pub fn append(&mut self, batch: Vec<FileRecord>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let text: String = batch.iter().map(FileRecord::audit_line).collect();
+        let path = self
+            .dir
+            .join(format!("{SEGMENT_PREFIX}{:08}.log", self.next_seq));
+        write_atomic(&path, text.as_bytes())?;
+        self.next_seq += 1;
+        for r in &batch {
+            self.progress.done_bytes += r.size;
+            self.progress.done_files += 1;
+        }
+        self.records.extend(batch);
+        self.write_progress()
+    }
+
+    fn write_progress(&self) -> Result<()> {
+        write_atomic(
+            &self.dir.join("PROGRESS"),
+            self.progress.to_text().as_bytes(),
+        )
+    }
+
+    pub fn records(&self) -> &[FileRecord] {
+        &self.records
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// How a finished task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskOutcome {
+    pub ok: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+/// Writes the finished task's files into its dispatched folder and moves it to
+/// succeed_tasks or failed_tasks. Each step is atomic, and a crash between them is repaired
+/// by [`recover_finished`] at the next start.
+///
+/// # Errors
+/// When a file cannot be written or the folder cannot be moved.
+pub fn finish_task(
+    workdir: &WorkDir,
+    job: &str,
+    id: &TaskId,
+    journal: &TaskJournal,
+) -> Result<TaskOutcome> {
+    let dir = workdir.task_dir(job, TaskState::Dispatched, &id.to_string());
+    let mut outcome = TaskOutcome {
+        ok: 0,
+        skipped: 0,
+        failed: 0,
+    };
+    let mut errors = String::new();
+    let mut lines = String::new();
+    for r in journal.records() {
+        match r.outcome {
+            crate::task::record::Outcome::Ok => outcome.ok += 1,
+            crate::task::record::Outcome::Skipped => outcome.skipped += 1,
+            crate::task::record::Outcome::Failed => {
+                outcome.failed += 1;
+                errors.push_str(&r.error_line());
+            }
+        }
+        lines.push_str(&r.audit_line());
+    }
+    // A retried task carries the audit.log of its earlier attempts; keep it above. Rebuilt
+    // from that file and the journal, audit.log comes out the same if this step is redone.
+    let audit_path = dir.join("audit.log");
+    let mut audit = fs::read_to_string(dir.join(PREVIOUS_AUDIT)).unwrap_or_default();
+    audit.push_str(&format!(
+        "# task {id}\n# time\tresult\treason\tsize\tpath\tdetail\n"
+    ));
+    audit.push_str(&lines);
+    audit.push_str(&format!(
+        "# summary: ok={} skipped={} failed={}\n",
+        outcome.ok, outcome.skipped, outcome.failed
+    ));
+    write_atomic(&audit_path, audit.as_bytes())?;
+    write_atomic(&dir.join("error.list"), errors.as_bytes())?;
+    let succeeded = outcome.failed == 0;
+    if succeeded {
+        write_atomic(&dir.join("DONE"), b"")?;
+    }
+    // STATUS last: its presence means every other file of the folder is complete.
+    write_atomic(
+        &dir.join("STATUS"),
+        if succeeded { b"Completed" } else { b"Failed" },
+    )?;
+    move_finished(workdir, job, id, succeeded)?;
+    let state = if succeeded {
+        TaskState::Succeed
+    } else {
+        TaskState::Failed
+    };
+    let _ = fs::remove_file(
+        workdir
+            .task_dir(job, state, &id.to_string())
+            .join(PREVIOUS_AUDIT),
+    );
+    let _ = fs::remove_dir_all(journal.dir());
+    Ok(outcome)
+}
+
+fn move_finished(workdir: &WorkDir, job: &str, id: &TaskId, succeeded: bool) -> Result<()> {
+    let name = id.to_string();
+    let to = if succeeded {
+        TaskState::Succeed
+    } else {
+        TaskState::Failed
+    };
+    rename_durable(
+        &workdir.task_dir(job, TaskState::Dispatched, &name),
+        &workdir.task_dir(job, to, &name),
+    )
+}
+
+/// Completes the moves a crash interrupted: dispatched folders that already have a STATUS,
+/// and worker folders of tasks that are no longer dispatched. Returns the dispatched tasks
+/// that still have to run.
+///
+/// # Errors
+/// When the folders cannot be read or moved.
+pub fn recover_finished(workdir: &WorkDir, job: &str) -> Result<Vec<TaskId>> {
+    let mut to_run = Vec::new();
+    let dispatched = workdir.state_dir(job, TaskState::Dispatched);
+    for name in list_names(&dispatched)? {
+        let Some(id) = TaskId::parse(&name) else {
+            continue;
+        };
+        match fs::read_to_string(dispatched.join(&name).join("STATUS"))
+            .ok()
+            .as_deref()
+        {
+            Some("Completed") => move_finished(workdir, job, &id, true)?,
+            Some("Failed") => move_finished(workdir, job, &id, false)?,
+            _ => to_run.push(id),
+        }
+    }
+    let running: HashSet<String> = to_run.iter().map(TaskId::to_string).collect();
+    let worker_dir = workdir.worker_tasks_dir(job);
+    for name in list_names(&worker_dir)? {
+        if !running.contains(&name) {
+            let _ = fs::remove_dir_all(worker_dir.join(&name));
+        }
+    }
+    Ok(to_run)
+}

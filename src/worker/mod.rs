@@ -1,0 +1,137 @@
+//! The worker: runs a dispatched task, `workerTaskThreadNum` files at once across all tasks.
+
+pub mod multipart;
+pub mod transfer;
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::JobConfig;
+use crate::dest::Destination;
+use crate::error::{Error, Result};
+use crate::source::Source;
+use crate::task::record::{FileRecord, Outcome};
+use crate::task::{TaskId, TaskSpec};
+use crate::tracker::{self, TaskJournal, TaskOutcome};
+use crate::workdir::{TaskState, WorkDir};
+
+/// Everything the tasks of one job share.
+pub struct JobContext {
+    pub job: Arc<JobConfig>,
+    pub source: Arc<dyn Source>,
+    pub dest: Arc<dyn Destination>,
+    pub workdir: WorkDir,
+    /// One permit per file in flight, shared by all running tasks.
+    pub file_permits: Arc<Semaphore>,
+    pub cancel: CancellationToken,
+    /// `workerAbortWhenUncatchedException`: an unexpected error stops the job.
+    pub abort_on_unexpected: bool,
+}
+
+/// Runs a task to its end, resuming from its journal. Returns `None` when the service is
+/// stopping and the task was left resumable in `dispatched`.
+///
+/// # Errors
+/// When the task's files cannot be read or its state cannot be written.
+pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOutcome>> {
+    let job = ctx.job.job_name.clone();
+    let task_file = ctx
+        .workdir
+        .task_dir(&job, TaskState::Dispatched, &id.to_string())
+        .join("TASK");
+    let spec = Arc::new(TaskSpec::read(&task_file)?);
+    let journal_dir = ctx.workdir.worker_task_dir(&job, &id.to_string());
+    let journal = {
+        let spec = spec.clone();
+        blocking(move || TaskJournal::open(journal_dir, &spec)).await?
+    };
+    let done = journal.done_paths();
+    tracing::info!(task = %id, files = spec.files.len(), already_done = done.len(), "task started");
+
+    let (tx, rx) = mpsc::channel::<FileRecord>(1024);
+    let writer = tokio::spawn(write_journal(journal, rx));
+    let mut running = JoinSet::new();
+    for (index, file) in spec.files.iter().enumerate() {
+        if done.contains(&file.path) {
+            continue;
+        }
+        let permit = tokio::select! {
+            permit = ctx.file_permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            () = ctx.cancel.cancelled() => break,
+        };
+        let (ctx, tx, spec) = (ctx.clone(), tx.clone(), spec.clone());
+        running.spawn(async move {
+            let file = &spec.files[index];
+            let record = transfer::transfer_file(&ctx, file, spec.attempt).await;
+            drop(permit);
+            let _ = tx.send(record).await;
+        });
+    }
+    drop(tx);
+    let mut unexpected = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        if let Err(e) = joined {
+            unexpected.push(e.to_string());
+        }
+    }
+    let mut journal = writer
+        .await
+        .map_err(|e| Error::Internal(format!("journal writer failed: {e}")))??;
+    if !unexpected.is_empty() {
+        tracing::error!(task = %id, "unexpected errors: {}", unexpected.join("; "));
+        if ctx.abort_on_unexpected {
+            ctx.cancel.cancel();
+            return Ok(None);
+        }
+        // Files whose transfer crashed get a failure record, so the task can end.
+        let recorded = journal.done_paths();
+        let lost: Vec<FileRecord> = spec
+            .files
+            .iter()
+            .filter(|f| !recorded.contains(&f.path))
+            .map(|f| {
+                FileRecord::new(
+                    Outcome::Failed,
+                    "UNEXPECTED",
+                    f.size,
+                    f.path.clone(),
+                    unexpected.join("; "),
+                )
+            })
+            .collect();
+        journal = blocking(move || journal.append(lost).map(|()| journal)).await?;
+    }
+    if journal.records().len() < spec.files.len() {
+        tracing::info!(task = %id, "task interrupted; it resumes at the next start");
+        return Ok(None);
+    }
+    let workdir = ctx.workdir.clone();
+    let outcome = blocking(move || tracker::finish_task(&workdir, &job, &id, &journal)).await?;
+    Ok(Some(outcome))
+}
+
+/// Group commit: everything that arrived while the previous segment was written goes into
+/// the next one, so a busy task writes few segments and a quiet one loses nothing.
+async fn write_journal(
+    mut journal: TaskJournal,
+    mut rx: mpsc::Receiver<FileRecord>,
+) -> Result<TaskJournal> {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        journal = blocking(move || journal.append(batch).map(|()| journal)).await?;
+    }
+    Ok(journal)
+}
+
+/// Runs file-system work (fsync) off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("background file work failed: {e}")))?
+}
