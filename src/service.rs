@@ -34,17 +34,20 @@ pub async fn run(conf_dir: PathBuf, sys: SysConfig, workdir: WorkDir) -> Result<
         tracing::info!(swept, "removed temp files left by an earlier crash");
     }
     tracing::info!("import service started");
+    // A job that hit a job-level fault stays marked Abort (with its reason, for `stat`) until
+    // the service is restarted, instead of flapping between retries.
+    let mut aborted = false;
     while !cancel.is_cancelled() {
         match find_job(&conf_dir, &workdir) {
-            Ok(Some(job)) => {
+            Ok(Some(job)) if !aborted => {
                 if let Err(e) = run_job(Arc::new(job), &sys, &workdir, &cancel).await {
-                    tracing::error!("{e}");
-                    // A job-level fault: the job is marked Abort and the service stops, so
-                    // `stat` and import.sh see it at once instead of a job that never moves.
-                    cancel.cancel();
+                    tracing::error!(
+                        "{e}; fix the cause, then `console.sh stop` and `console.sh start`"
+                    );
+                    aborted = true;
                 }
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => tracing::error!("{e}"),
         }
         tokio::select! {

@@ -64,6 +64,11 @@ fn stop_file(workdir: &WorkDir) -> std::path::PathBuf {
     workdir.logs_dir().join("sandbox.stop")
 }
 
+/// Records which address `--ensure` started, so `--stop` never touches another server.
+fn started_file(workdir: &WorkDir) -> std::path::PathBuf {
+    workdir.logs_dir().join("sandbox.started")
+}
+
 fn ensure(console: &Console) -> Result<u8> {
     let (mut job, _) = console.job()?;
     job.apply_env_credentials();
@@ -130,6 +135,7 @@ fn ensure(console: &Console) -> Result<u8> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    write_atomic(&started_file(&workdir), addr.to_string().as_bytes())?;
     println!(
         "Sandbox endpoint started at http://{addr} (bucket {}, data in {})",
         job.dest_bucket,
@@ -153,6 +159,7 @@ fn stop(console: &Console) -> Result<u8> {
     while listening(addr) && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = std::fs::remove_file(started_file(&workdir));
     println!("Sandbox endpoint stopped.");
     Ok(0)
 }

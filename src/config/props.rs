@@ -1,10 +1,14 @@
 //! The Java properties syntax: a conf file's text into `key=value` entries with line numbers.
 //!
-//! The syntax is parsed here rather than with the `java-properties` crate because that crate
-//! reads UTF-8 only through an `encoding_rs` value it does not re-export, and the conf files
-//! are UTF-8 (Chinese comments). The rules are those of `java.util.Properties.load`.
+//! The parsing itself (separators, `\` continuation, escapes) is the `java-properties` crate's,
+//! decoding UTF-8 since the conf files are UTF-8 (Chinese comments). Two things are done before
+//! the text reaches it, both line by line: [`read_text`] rejects a non-UTF-8 line unless it is
+//! a comment, and [`parse_entries`] blanks comment lines, which carry no meaning but which the
+//! crate would unescape (a `\users` in a commented-out Windows path would be an error).
 
 use std::path::Path;
+
+use java_properties::{LineContent, PropertiesError, PropertiesIter};
 
 use super::ConfigError;
 
@@ -16,6 +20,8 @@ pub(crate) struct Entry {
     /// 1-based line on which the entry starts.
     pub line: usize,
 }
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Reads the file as UTF-8. Comment lines in another encoding (GBK from a Chinese Windows
 /// editor) are tolerated because they carry no meaning; anywhere else it is an error.
@@ -30,16 +36,14 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
         Ok(text) => return Ok(text),
         Err(not_utf8) => not_utf8.into_bytes(),
     };
-    let mut text = String::with_capacity(bytes.len());
-    for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if index > 0 {
-            text.push('\n');
-        }
+    let body = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    let mut text = String::with_capacity(body.len());
+    let mut comments = CommentLines::default();
+    for (index, (line, end)) in physical_lines(body).enumerate() {
+        let is_comment = comments.starts_comment(line);
         match std::str::from_utf8(line) {
             Ok(line) => text.push_str(line),
-            Err(_) if is_comment(&String::from_utf8_lossy(line)) => {
-                text.push_str(&String::from_utf8_lossy(line));
-            }
+            Err(_) if is_comment => text.push_str(&String::from_utf8_lossy(line)),
             Err(_) => {
                 return Err(ConfigError::new(
                     path,
@@ -48,126 +52,104 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
                 .at_line(Some(index + 1)));
             }
         }
+        // The line end is `\n`, `\r` or `\r\n`: ASCII.
+        text.extend(end.iter().map(|b| char::from(*b)));
     }
     Ok(text)
 }
 
-fn is_java_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\u{c}')
-}
-
-fn is_comment(line: &str) -> bool {
-    matches!(
-        line.trim_start_matches(is_java_space).chars().next(),
-        Some('#' | '!')
-    )
-}
-
-/// Splits `text` into entries, following `Properties.load`: `#`/`!` comments, `\` line
-/// continuation, `=`, `:` or whitespace as separator, and `\t \n \r \f \uXXXX` escapes.
+/// Splits `text` into entries with `java_properties::PropertiesIter`, which follows
+/// `Properties.load`: `#`/`!` comments, `\` line continuation, `=`, `:` or whitespace as
+/// separator, and `\t \n \r \f \uXXXX` escapes.
 pub(crate) fn parse_entries(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = text.as_bytes();
+    let text = text.strip_prefix(BOM).unwrap_or(text);
+    let mut input = Vec::with_capacity(text.len() + 1);
+    let mut comments = CommentLines::default();
+    for (line, end) in physical_lines(text) {
+        // An emptied line keeps its line end, so the line numbers stay those of the file.
+        if !comments.starts_comment(line) {
+            input.extend_from_slice(line);
+        }
+        input.extend_from_slice(end);
+    }
+    // The crate drops a last line that ends in a continuation `\` without a line end;
+    // `Properties.load` keeps it.
+    input.push(b'\n');
+
     let mut entries = Vec::new();
-    let mut lines = text.lines().enumerate();
-    while let Some((index, first)) = lines.next() {
-        let first = first.trim_start_matches(is_java_space);
-        if first.is_empty() || is_comment(first) {
-            continue;
+    for line in PropertiesIter::new_with_encoding(input.as_slice(), encoding_rs::UTF_8) {
+        let line = line.map_err(|e| syntax_error(&e, path))?;
+        let number = line.line_number();
+        if let LineContent::KVPair(key, value) = line.consume_content() {
+            entries.push(Entry {
+                key,
+                value,
+                line: number,
+            });
         }
-        let mut logical = String::from(first);
-        // An odd number of trailing backslashes escapes the line break.
-        while ends_with_odd_backslashes(&logical) {
-            logical.pop();
-            match lines.next() {
-                Some((_, next)) => logical.push_str(next.trim_start_matches(is_java_space)),
-                None => break,
-            }
-        }
-        let line = index + 1;
-        let (key, value) = split_key_value(&logical);
-        let located = |message: String| ConfigError::new(path, message).at_line(Some(line));
-        entries.push(Entry {
-            key: unescape(key).map_err(located)?,
-            value: unescape(value).map_err(located)?,
-            line,
-        });
     }
     Ok(entries)
 }
 
-fn ends_with_odd_backslashes(s: &str) -> bool {
-    s.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+/// The crate's only parse errors are malformed `\uXXXX` escapes (reading a slice cannot fail).
+fn syntax_error(e: &PropertiesError, path: &Path) -> ConfigError {
+    let shown = e.to_string();
+    // Its Display appends ` (line_number = N)`; the ConfigError carries the line itself.
+    let what = shown
+        .rsplit_once(" (line_number")
+        .map_or(shown.as_str(), |(what, _)| what);
+    ConfigError::new(
+        path,
+        format!(
+            "{what} Write \\u followed by 4 hex digits of a character other than a surrogate, \
+             or the character itself (the file is UTF-8)"
+        ),
+    )
+    .at_line(e.line_number())
 }
 
-fn split_key_value(line: &str) -> (&str, &str) {
-    let mut escaped = false;
-    let mut key_end = line.len();
-    let mut rest = "";
-    let mut has_separator = false;
-    for (i, c) in line.char_indices() {
-        if !escaped && (c == '=' || c == ':' || is_java_space(c)) {
-            key_end = i;
-            has_separator = !is_java_space(c);
-            rest = &line[i + c.len_utf8()..];
-            break;
+/// The physical lines of `bytes` with their line ends, which are `\n`, `\r` or `\r\n` as for
+/// `Properties.load` (and `java-properties`, so the line numbers agree with its).
+fn physical_lines(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-        escaped = c == '\\' && !escaped;
-    }
-    let mut value = rest.trim_start_matches(is_java_space);
-    if !has_separator && let Some(stripped) = value.strip_prefix(['=', ':']) {
-        value = stripped.trim_start_matches(is_java_space);
-    }
-    (&line[..key_end], value)
+        let end = rest
+            .iter()
+            .position(|b| matches!(b, b'\n' | b'\r'))
+            .unwrap_or(rest.len());
+        let end_len = match rest[end..] {
+            [] => 0,
+            [b'\r', b'\n', ..] => 2,
+            _ => 1,
+        };
+        let (line, after) = rest.split_at(end);
+        let (line_end, next) = after.split_at(end_len);
+        rest = next;
+        Some((line, line_end))
+    })
 }
 
-fn unescape(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut units: Vec<u16> = Vec::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            flush_units(&mut units, &mut out)?;
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('u') => {
-                let hex: String = chars.by_ref().take(4).collect();
-                let unit = (hex.len() == 4)
-                    .then(|| u16::from_str_radix(&hex, 16).ok())
-                    .flatten()
-                    .ok_or_else(|| {
-                        format!("malformed escape `\\u{hex}`; write \\u followed by 4 hex digits")
-                    })?;
-                // Java strings are UTF-16, so a character outside the BMP arrives as a pair.
-                units.push(unit);
-            }
-            other => {
-                flush_units(&mut units, &mut out)?;
-                match other {
-                    Some('t') => out.push('\t'),
-                    Some('n') => out.push('\n'),
-                    Some('r') => out.push('\r'),
-                    Some('f') => out.push('\u{c}'),
-                    Some(c) => out.push(c),
-                    None => {}
-                }
-            }
-        }
-    }
-    flush_units(&mut units, &mut out)?;
-    Ok(out)
+/// Tells, line after line, which physical lines are comments: `#` or `!` after blanks, unless
+/// the line before continues onto this one (`a=\` then `#b` is the value `#b`). Works on
+/// bytes, as everything it looks at is ASCII.
+#[derive(Default)]
+struct CommentLines {
+    continued: bool,
 }
 
-fn flush_units(units: &mut Vec<u16>, out: &mut String) -> Result<(), String> {
-    if units.is_empty() {
-        return Ok(());
+impl CommentLines {
+    fn starts_comment(&mut self, line: &[u8]) -> bool {
+        let first = line.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\x0c'));
+        let comment = !self.continued && matches!(first, Some(b'#' | b'!'));
+        // A comment never continues; any other line does when it ends in an odd number of `\`.
+        let backslashes = line.iter().rev().take_while(|b| **b == b'\\').count();
+        self.continued = !comment && backslashes % 2 == 1;
+        comment
     }
-    let decoded = String::from_utf16(units)
-        .map_err(|_| "a \\u escape is half of a surrogate pair; write both halves".to_string())?;
-    out.push_str(&decoded);
-    units.clear();
-    Ok(())
 }
 
 #[cfg(test)]
@@ -213,7 +195,8 @@ mod tests {
 
     #[test]
     fn continuation_and_escapes() {
-        let text = "a=one \\\n    two\nb=c:\\\\dir\\\\\nc=\\u4e2d\\u6587\\t!\nd\\=x=1\n# x \\\ne=\\uD83D\\uDE00\n";
+        let text =
+            "a=one \\\n    two\nb=c:\\\\dir\\\\\nc=\\u4e2d\\u6587\\t!\nd\\=x=1\n# x \\\ne=😀\n";
         assert_eq!(
             parse(text),
             vec![
@@ -236,11 +219,34 @@ mod tests {
 
     #[test]
     fn malformed_unicode_escape_is_located() {
-        for bad in ["k=\\u12", "k=\\uzzzz", "k=\\uD83D"] {
+        // java-properties decodes one UTF-16 unit per escape, so a surrogate pair is refused.
+        for bad in ["k=\\u12", "k=\\uzzzz", "k=\\uD83D", "k=\\uD83D\\uDE00"] {
             let err = parse_entries(&format!("# c\n{bad}\n"), Path::new("t.cfg")).unwrap_err();
             assert_eq!(err.line, Some(2), "{bad}");
             assert!(err.message.contains("\\u"), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn comments_are_never_unescaped_but_a_continued_line_is_no_comment() {
+        let text = "# srcPrefix=c:\\users\\u\\\n  ! \\uZZ\na=\\\n#b\nc=1\\\n!d=2\ne=\\\n\n#f=\\u\n";
+        assert_eq!(
+            parse(text),
+            vec![kv("a", "#b", 3), kv("c", "1!d=2", 5), kv("e", "", 7)]
+        );
+    }
+
+    #[test]
+    fn cr_and_crlf_end_lines_like_properties_load() {
+        assert_eq!(
+            parse("a=1\rb=2\r\nc=3\n\rd=4"),
+            vec![
+                kv("a", "1", 1),
+                kv("b", "2", 2),
+                kv("c", "3", 3),
+                kv("d", "4", 5)
+            ]
+        );
     }
 
     #[test]
@@ -268,6 +274,22 @@ mod tests {
         let err = read_text(&file).unwrap_err();
         assert_eq!(err.line, Some(2));
         assert!(err.message.contains("UTF-8"));
+        // A `#` line continuing a value is part of the value, so GBK there is an error too.
+        std::fs::write(&file, b"\xef\xbb\xbf#\xd6\xd0\r\na=\\\r\n#\xd6\xd0\r\n").unwrap();
+        let err = read_text(&file).unwrap_err();
+        assert_eq!(err.line, Some(3));
+        // Through to the entries, with the GBK comment after the BOM.
+        std::fs::write(&file, b"\xef\xbb\xbf#\xd6\xd0\\u\r\na=1\r\n").unwrap();
+        let text = read_text(&file).unwrap();
+        let entries = parse_entries(&text, &file).unwrap();
+        assert_eq!(
+            entries,
+            vec![Entry {
+                key: "a".into(),
+                value: "1".into(),
+                line: 2
+            }]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

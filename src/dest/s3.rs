@@ -22,6 +22,8 @@ const MAX_ATTEMPTS: u32 = 6;
 pub struct S3Destination {
     client: Client,
     bucket: String,
+    /// Scrubbed from every error message: a server may echo the key id back.
+    secrets: [String; 2],
 }
 
 /// The connection settings of a destination; secrets stay inside.
@@ -69,7 +71,17 @@ impl S3Destination {
         S3Destination {
             client: Client::from_conf(config),
             bucket: s.bucket.to_string(),
+            secrets: [s.access_key.to_string(), s.secret_key.to_string()],
         }
+    }
+
+    /// A request failure as our error, without any secret in it.
+    fn err(&self, what: &str, key: &str, e: impl std::error::Error) -> DestError {
+        let mut message = format!("{what} `{key}` failed: {}", DisplayErrorContext(e));
+        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            message = message.replace(secret.as_str(), "***");
+        }
+        DestError { message }
     }
 }
 
@@ -95,12 +107,6 @@ fn region_of(host: &str) -> String {
             region.trim_end_matches("-internal").to_string()
         }
         _ => "us-east-1".to_string(),
-    }
-}
-
-fn err(what: &str, key: &str, e: impl std::error::Error) -> DestError {
-    DestError {
-        message: format!("{what} `{key}` failed: {}", DisplayErrorContext(e)),
     }
 }
 
@@ -134,12 +140,14 @@ impl Destination for S3Destination {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DestError {
-                message: format!(
-                    "cannot reach bucket `{}`: {}; check destDomain, destBucket and the destination keys",
-                    self.bucket,
-                    DisplayErrorContext(e)
-                ),
+            .map_err(|e| {
+                let e = self.err("HEAD bucket", &self.bucket, e);
+                DestError {
+                    message: format!(
+                        "{}; check destDomain, destBucket and the destination keys",
+                        e.message
+                    ),
+                }
             })
     }
 
@@ -159,7 +167,7 @@ impl Destination for S3Destination {
                 content_type: out.content_type().map(str::to_string),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(err("HEAD", key, e)),
+            Err(e) => Err(self.err("HEAD", key, e)),
         }
     }
 
@@ -176,7 +184,7 @@ impl Destination for S3Destination {
         if opts.server_side_encryption {
             req = req.server_side_encryption(ServerSideEncryption::Aes256);
         }
-        let out = req.send().await.map_err(|e| err("PUT", key, e))?;
+        let out = req.send().await.map_err(|e| self.err("PUT", key, e))?;
         Ok(etag(out.e_tag()))
     }
 
@@ -193,7 +201,7 @@ impl Destination for S3Destination {
         let out = req
             .send()
             .await
-            .map_err(|e| err("CreateMultipartUpload", key, e))?;
+            .map_err(|e| self.err("CreateMultipartUpload", key, e))?;
         out.upload_id()
             .map(str::to_string)
             .ok_or_else(|| DestError {
@@ -220,7 +228,7 @@ impl Destination for S3Destination {
             .body(body)
             .send()
             .await
-            .map_err(|e| err("UploadPart", key, e))?;
+            .map_err(|e| self.err("UploadPart", key, e))?;
         Ok(etag(out.e_tag()))
     }
 
@@ -252,7 +260,7 @@ impl Destination for S3Destination {
             )
             .send()
             .await
-            .map_err(|e| err("CompleteMultipartUpload", key, e))?;
+            .map_err(|e| self.err("CompleteMultipartUpload", key, e))?;
         Ok(etag(out.e_tag()))
     }
 
@@ -265,7 +273,7 @@ impl Destination for S3Destination {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| err("AbortMultipartUpload", key, e))
+            .map_err(|e| self.err("AbortMultipartUpload", key, e))
     }
 }
 

@@ -164,7 +164,7 @@ impl TaskSpec {
                 path: RelPath(escape::unescape(p).ok_or_else(|| bad(n, "bad path escape"))?),
             });
         }
-        if expected_files.is_some_and(|n| n != spec.files.len()) {
+        if !text.ends_with('\n') || expected_files.is_some_and(|n| n != spec.files.len()) {
             return Err(bad(0, "file count does not match the header (truncated?)"));
         }
         Ok(spec)

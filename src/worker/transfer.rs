@@ -14,10 +14,6 @@ pub async fn transfer_file(ctx: &JobContext, file: &SourceObject, attempt: u32) 
     let fail = |why: &str, msg: String| {
         FileRecord::new(Outcome::Failed, why, file.size, file.path.clone(), msg)
     };
-    let key = match object_key(&ctx.job.dest_prefix, &file.path) {
-        Ok(key) => key,
-        Err(msg) => return fail(reason::INVALID_KEY, msg),
-    };
     match ctx.source.probe(&file.path).await {
         Ok(Probe::Present(now)) if now.size != file.size => {
             return fail(
@@ -47,6 +43,10 @@ pub async fn transfer_file(ctx: &JobContext, file: &SourceObject, attempt: u32) 
         }
         Err(e) => return fail(reason::READ_ERROR, e.to_string()),
     }
+    let key = match object_key(&ctx.job.dest_prefix, &file.path) {
+        Ok(key) => key,
+        Err(msg) => return fail(reason::INVALID_KEY, msg),
+    };
     if ctx.job.is_skip_exist_file {
         match ctx.dest.head(&key).await {
             Ok(Some(meta))

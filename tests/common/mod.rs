@@ -1,0 +1,305 @@
+//! Test harness: a real sandbox S3 server on 127.0.0.1, a package folder with conf/, the
+//! built binary run the way a user runs it, and an S3 client to read the bucket back.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ossimport");
+pub const BUCKET: &str = "test-bucket";
+pub const AK: &str = "test-access-key";
+pub const SK: &str = "test-secret-key-123";
+
+/// A sandbox server on a free port, stopped when dropped.
+pub struct Sandbox {
+    child: Child,
+    pub endpoint: String,
+    pub data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn start() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut child = Command::new(BIN)
+            .args([
+                "sandbox",
+                "--port",
+                "0",
+                "--bucket",
+                BUCKET,
+                "--access-key",
+                AK,
+                "--secret-key",
+                SK,
+            ])
+            .arg("--root")
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sandbox starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("sandbox listening on ")
+            .unwrap_or_else(|| panic!("unexpected sandbox output: {line:?}"))
+            .to_string();
+        Sandbox {
+            child,
+            endpoint,
+            data,
+            _dir: dir,
+        }
+    }
+
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        client(&self.endpoint, AK, SK)
+    }
+
+    /// Every object of the test bucket: key → bytes, read back through the S3 API.
+    pub fn objects(&self) -> BTreeMap<String, Vec<u8>> {
+        Sandbox::read_bucket(&self.endpoint, BUCKET, AK, SK)
+    }
+
+    /// Every object of any bucket on any endpoint, read through the S3 API.
+    pub fn read_bucket(
+        endpoint: &str,
+        bucket: &str,
+        ak: &str,
+        sk: &str,
+    ) -> BTreeMap<String, Vec<u8>> {
+        let client = client(endpoint, ak, sk);
+        rt().block_on(async {
+            let mut out = BTreeMap::new();
+            let mut token = None;
+            loop {
+                let page = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .expect("list objects");
+                for obj in page.contents() {
+                    let key = obj.key().unwrap().to_string();
+                    let body = client
+                        .get_object()
+                        .bucket(bucket)
+                        .key(&key)
+                        .send()
+                        .await
+                        .expect("get object");
+                    out.insert(
+                        key,
+                        body.body.collect().await.unwrap().into_bytes().to_vec(),
+                    );
+                }
+                token = page.next_continuation_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+            out
+        })
+    }
+}
+
+pub fn client(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An installed package: conf/, a source folder `src/`, and the binary at bin/ossimport.
+pub struct Package {
+    pub dir: tempfile::TempDir,
+    pub job: BTreeMap<String, String>,
+    pub sys: BTreeMap<String, String>,
+}
+
+impl Package {
+    pub fn new(sandbox: &Sandbox) -> Package {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::create_dir_all(dir.path().join("conf")).unwrap();
+        let src = format!("{}/", dir.path().join("src").display());
+        let job = [
+            ("srcType", "local"),
+            ("srcPrefix", src.as_str()),
+            ("destDomain", sandbox.endpoint.as_str()),
+            ("destBucket", BUCKET),
+            ("destAccessKey", AK),
+            ("destSecretKey", SK),
+            ("destPrefix", ""),
+            ("jobName", "local_test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let sys = [("workingDir", "."), ("workerTaskThreadNum", "8")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let pkg = Package { dir, job, sys };
+        pkg.write_conf();
+        pkg
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        self.job.insert(key.into(), value.into());
+        self.write_conf();
+        self
+    }
+
+    pub fn set_sys(&mut self, key: &str, value: &str) -> &mut Self {
+        self.sys.insert(key.into(), value.into());
+        self.write_conf();
+        self
+    }
+
+    fn write_conf(&self) {
+        let text = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect::<String>()
+        };
+        std::fs::write(self.path("conf/local_job.cfg"), text(&self.job)).unwrap();
+        std::fs::write(self.path("conf/sys.properties"), text(&self.sys)).unwrap();
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn src(&self) -> PathBuf {
+        self.path("src")
+    }
+
+    /// Writes a source file (creating folders).
+    pub fn file(&self, rel: &str, bytes: &[u8]) {
+        let p = self.src().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("binary runs")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn stat(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["stat"]).stdout).into_owned()
+    }
+
+    /// Waits until `stat` shows one of `states`; returns that stat text.
+    pub fn wait_for(&self, states: &[&str], timeout: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let stat = self.stat();
+            if states
+                .iter()
+                .any(|s| stat.contains(&format!("JobState:{s}\n")))
+            {
+                return stat;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "timed out waiting for {states:?}; last stat:\n{stat}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn task_dirs(&self, state: &str) -> Vec<PathBuf> {
+        let dir = self.path("master/jobs/local_test").join(state);
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Every source file: object key (no destPrefix) → bytes.
+    pub fn source_files(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for e in walkdir::WalkDir::new(self.src()) {
+            let e = e.unwrap();
+            if e.file_type().is_file() {
+                let rel = e
+                    .path()
+                    .strip_prefix(self.src())
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Package {
+    fn drop(&mut self) {
+        // Never leave a service running behind a test.
+        let _ = self.run(&["stop"]);
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn wait_path(path: &Path, timeout: Duration) -> bool {
+    let started = Instant::now();
+    while !path.exists() {
+        if started.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
