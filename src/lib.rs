@@ -8,6 +8,7 @@
 //!   our own neutral types between them.
 //! - [`master`]: lists the source and splits it into persisted tasks, with checkpoints.
 //! - [`worker`]: transfers the files of a task.
+//! - [`throttle`]: the process-wide bandwidth cap.
 //! - [`tracker`]: journals per-file results and moves finished task folders.
 //! - [`retry`]: failed tasks back to pending with only their failed files.
 //! - [`service`]: master, dispatcher, worker and tracker as tokio tasks in one process.
@@ -28,6 +29,7 @@ pub mod service;
 pub mod source;
 pub mod stat;
 pub mod task;
+pub mod throttle;
 pub mod tracker;
 pub mod workdir;
 pub mod worker;

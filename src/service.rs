@@ -11,12 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{JobConfig, SysConfig};
 use crate::dest::Destination;
+use crate::dest::retry::RetryingDestination;
 use crate::dest::s3::{S3Destination, S3Settings};
 use crate::error::{Error, Result};
 use crate::master::Master;
 use crate::task::TaskId;
+use crate::throttle::RateLimiter;
 use crate::workdir::{TaskState, WorkDir, list_names, rename_durable, sweep_temps, write_atomic};
 use crate::worker::{JobContext, run_task};
+
+/// Attempts per request before a transient failure becomes the file's failure.
+const REQUEST_TRIES: usize = 8;
 
 /// How long `stop` lets in-flight files finish before leaving them to resume at next start.
 const DRAIN: Duration = Duration::from_secs(8);
@@ -128,12 +133,13 @@ async fn run_job(
         let _ = write_atomic(&abort_file, message.as_bytes());
         Error::Refused(format!("job {name} aborted: {message}"))
     };
-    let dest: Arc<dyn Destination> = Arc::new(S3Destination::new(&S3Settings {
+    let s3 = S3Destination::new(&S3Settings {
         endpoint: &job.dest_domain,
         bucket: &job.dest_bucket,
         access_key: job.dest_access_key.expose(),
         secret_key: job.dest_secret_key.expose(),
-    }));
+    });
+    let dest: Arc<dyn Destination> = Arc::new(RetryingDestination::new(s3, REQUEST_TRIES));
     dest.check_access().await.map_err(|e| abort(e.message))?;
     let source = crate::source::open_source(&job).map_err(|e| abort(e.to_string()))?;
     workdir.create_job_layout(&name)?;
@@ -156,6 +162,9 @@ async fn run_job(
         file_permits: Arc::new(Semaphore::new(sys.worker_task_thread_num.max(1) as usize)),
         cancel: cancel.clone(),
         abort_on_unexpected: sys.worker_abort_when_uncatched_exception,
+        limiter: RateLimiter::from_kbps(sys.worker_max_throughput_kbps).map(Arc::new),
+        record_md5: sys.worker_record_md5,
+        abort_reason: std::sync::Mutex::new(None),
     });
     let mut master_run = tokio::spawn(master.clone().run());
     let mut master_done = false;

@@ -134,6 +134,12 @@ impl WorkDir {
         self.worker_tasks_dir(job).join(task_id)
     }
 
+    /// Resumable multipart uploads of the job: one folder per file, kept across tasks so a
+    /// `retry` resumes them too.
+    pub fn multipart_dir(&self, job: &str) -> PathBuf {
+        self.worker_job_dir(job).join("multipart")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.master_dir().join("service.lock")
     }

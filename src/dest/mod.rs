@@ -1,10 +1,20 @@
 //! The one trait for the destination and the neutral types it speaks; no SDK type crosses it.
 
+pub mod body;
+pub mod retry;
 pub mod s3;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
 use crate::source::Body;
+
+/// User metadata key holding the source file's mtime (unix seconds), so skip-existing and
+/// audit compare with the file's own time rather than the upload time.
+pub const META_SRC_MTIME: &str = "ossimport-src-mtime";
+/// User metadata key of the file's MD5 (`workerRecordMd5`); OSS shows it as x-oss-meta-md5.
+pub const META_MD5: &str = "md5";
 
 /// What the destination says about an object.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -14,6 +24,8 @@ pub struct ObjectMeta {
     pub last_modified: Option<i64>,
     pub etag: Option<String>,
     pub content_type: Option<String>,
+    /// User metadata, keys without the `x-amz-meta-` / `x-oss-meta-` prefix.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Headers of a new object.
@@ -22,6 +34,8 @@ pub struct PutOptions {
     pub content_type: String,
     /// Ask for AES256 server-side encryption (`isServerSideEncryption`).
     pub server_side_encryption: bool,
+    /// User metadata, keys without prefix.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A finished part of a multipart upload.
@@ -32,11 +46,22 @@ pub struct PartInfo {
     pub size: u64,
 }
 
-/// A destination failure, already retried where retrying made sense.
+/// A destination failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct DestError {
     pub message: String,
+    /// Worth trying again: timeouts, resets, 5xx, throttling.
+    pub transient: bool,
+}
+
+impl DestError {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        DestError {
+            message: message.into(),
+            transient: false,
+        }
+    }
 }
 
 pub type DestResult<T> = Result<T, DestError>;
@@ -52,6 +77,10 @@ pub trait Destination: Send + Sync {
     /// Uploads a whole object in one request; returns its ETag.
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String>;
 
+    /// Replaces an existing object's headers and metadata in place (server-side copy; no
+    /// bytes are sent again).
+    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()>;
+
     /// Starts a multipart upload; returns the upload id.
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> DestResult<String>;
 
@@ -63,6 +92,9 @@ pub trait Destination: Send + Sync {
         number: i32,
         body: Body,
     ) -> DestResult<String>;
+
+    /// The parts the server holds for an upload, or `None` when the upload no longer exists.
+    async fn list_parts(&self, key: &str, upload_id: &str) -> DestResult<Option<Vec<PartInfo>>>;
 
     /// Completes a multipart upload; returns the object's ETag.
     async fn complete_multipart(

@@ -4,20 +4,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     retry::RetryConfig, timeout::TimeoutConfig,
 };
-use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
-use aws_smithy_types::byte_stream::Length;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
 use crate::source::Body;
 
-/// How many times one request is tried in all before its file is recorded as failed.
-const MAX_ATTEMPTS: u32 = 6;
+/// Characters kept as is in an `x-amz-copy-source` value: unreserved ones and `/`.
+const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 pub struct S3Destination {
     client: Client,
@@ -55,13 +62,9 @@ impl S3Destination {
             // sends by default (reference §9).
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            // Standard mode: exponential backoff with jitter on timeouts, resets, 5xx, throttling.
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(Duration::from_millis(200))
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
+            // Retries live in one place, `RetryingDestination`, for every destination; the
+            // SDK's own would multiply with them (and its retry quota gives up under load).
+            .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
@@ -75,13 +78,19 @@ impl S3Destination {
         }
     }
 
-    /// A request failure as our error, without any secret in it.
-    fn err(&self, what: &str, key: &str, e: impl std::error::Error) -> DestError {
+    /// A request failure as our error, classified, without any secret in it.
+    fn err<E>(&self, what: &str, key: &str, e: SdkError<E, HttpResponse>) -> DestError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let transient = is_transient(&e);
         let mut message = format!("{what} `{key}` failed: {}", DisplayErrorContext(e));
+        // A file that changed while it was read fails the same way on every try.
+        let transient = transient && !message.contains(crate::task::record::reason::SIZE_NOT_MATCH);
         for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
             message = message.replace(secret.as_str(), "***");
         }
-        DestError { message }
+        DestError { message, transient }
     }
 }
 
@@ -110,21 +119,28 @@ fn region_of(host: &str) -> String {
     }
 }
 
-async fn stream(body: Body) -> DestResult<(ByteStream, i64)> {
-    match body {
-        Body::File { path, offset, len } => {
-            let stream = ByteStream::read_from()
-                .path(&path)
-                .offset(offset)
-                .length(Length::Exact(len))
-                .build()
-                .await
-                .map_err(|e| DestError {
-                    message: format!("cannot read `{}`: {e}", path.display()),
-                })?;
-            Ok((stream, len as i64))
+/// Timeouts, connection faults, 5xx and throttling are worth another try; the rest is final.
+fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
         }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().unwrap_or_default();
+            status >= 500
+                || status == 429
+                || matches!(
+                    code,
+                    "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout"
+                )
+        }
+        _ => false,
     }
+}
+
+fn user_metadata(opts: &PutOptions) -> Option<std::collections::HashMap<String, String>> {
+    (!opts.metadata.is_empty()).then(|| opts.metadata.clone().into_iter().collect())
 }
 
 fn etag(e: Option<&str>) -> String {
@@ -147,6 +163,7 @@ impl Destination for S3Destination {
                         "{}; check destDomain, destBucket and the destination keys",
                         e.message
                     ),
+                    transient: e.transient,
                 }
             })
     }
@@ -165,6 +182,14 @@ impl Destination for S3Destination {
                 last_modified: out.last_modified().map(|t| t.secs()),
                 etag: out.e_tag().map(str::to_string),
                 content_type: out.content_type().map(str::to_string),
+                metadata: out
+                    .metadata()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(self.err("HEAD", key, e)),
@@ -172,7 +197,7 @@ impl Destination for S3Destination {
     }
 
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {
-        let (body, len) = stream(body).await?;
+        let (body, len) = super::body::byte_stream(body);
         let mut req = self
             .client
             .put_object()
@@ -180,6 +205,7 @@ impl Destination for S3Destination {
             .key(key)
             .content_length(len)
             .content_type(&opts.content_type)
+            .set_metadata(user_metadata(opts))
             .body(body);
         if opts.server_side_encryption {
             req = req.server_side_encryption(ServerSideEncryption::Aes256);
@@ -194,7 +220,8 @@ impl Destination for S3Destination {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(&opts.content_type);
+            .content_type(&opts.content_type)
+            .set_metadata(user_metadata(opts));
         if opts.server_side_encryption {
             req = req.server_side_encryption(ServerSideEncryption::Aes256);
         }
@@ -202,11 +229,11 @@ impl Destination for S3Destination {
             .send()
             .await
             .map_err(|e| self.err("CreateMultipartUpload", key, e))?;
-        out.upload_id()
-            .map(str::to_string)
-            .ok_or_else(|| DestError {
-                message: format!("CreateMultipartUpload `{key}`: the server returned no upload id"),
-            })
+        out.upload_id().map(str::to_string).ok_or_else(|| {
+            DestError::fatal(format!(
+                "CreateMultipartUpload `{key}`: the server returned no upload id"
+            ))
+        })
     }
 
     async fn upload_part(
@@ -216,7 +243,7 @@ impl Destination for S3Destination {
         number: i32,
         body: Body,
     ) -> DestResult<String> {
-        let (body, len) = stream(body).await?;
+        let (body, len) = super::body::byte_stream(body);
         let out = self
             .client
             .upload_part()
@@ -230,6 +257,58 @@ impl Destination for S3Destination {
             .await
             .map_err(|e| self.err("UploadPart", key, e))?;
         Ok(etag(out.e_tag()))
+    }
+
+    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()> {
+        let source = format!("{}/{}", self.bucket, utf8_percent_encode(key, COPY_SOURCE));
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(source)
+            .metadata_directive(MetadataDirective::Replace)
+            .content_type(&opts.content_type)
+            .set_metadata(user_metadata(opts));
+        if opts.server_side_encryption {
+            req = req.server_side_encryption(ServerSideEncryption::Aes256);
+        }
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("CopyObject", key, e))
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> DestResult<Option<Vec<PartInfo>>> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = match self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload") => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.err("ListParts", key, e)),
+            };
+            parts.extend(out.parts().iter().map(|p| PartInfo {
+                number: p.part_number().unwrap_or_default(),
+                etag: etag(p.e_tag()),
+                size: p.size().unwrap_or_default().max(0) as u64,
+            }));
+            marker = out.next_part_number_marker().map(str::to_string);
+            if !out.is_truncated().unwrap_or(false) || marker.is_none() {
+                return Ok(Some(parts));
+            }
+        }
     }
 
     async fn complete_multipart(

@@ -194,11 +194,7 @@ impl Source for LocalSource {
         // Opening now turns a permission problem into a clear per-file error before any
         // request is made.
         fs::File::open(&full).ctx("cannot open source file", &full)?;
-        Ok(Body::File {
-            path: full,
-            offset,
-            len,
-        })
+        Ok(Body::file(full, offset, len))
     }
 }
 

@@ -5,11 +5,13 @@ pub mod local;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::config::{JobConfig, SrcType};
 use crate::error::{Error, Result};
+use crate::throttle::RateLimiter;
 
 /// A file's path relative to `srcPrefix`, `/`-separated. Bytes, because a local file name
 /// need not be UTF-8; whether it makes a valid OSS key is decided by [`crate::key`].
@@ -76,17 +78,31 @@ pub struct ScanUnit {
 }
 
 /// The bytes of a file range, ready to stream to the destination without holding them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Body {
     /// A range of a local file, read in chunks while it is sent.
     File {
         path: PathBuf,
         offset: u64,
         len: u64,
+        /// The process-wide bandwidth cap every chunk passes through.
+        pace: Option<Arc<RateLimiter>>,
+        /// Receives the MD5 of the range once it has been read to the end.
+        md5: Option<Arc<Md5Slot>>,
     },
 }
 
 impl Body {
+    pub fn file(path: PathBuf, offset: u64, len: u64) -> Body {
+        Body::File {
+            path,
+            offset,
+            len,
+            pace: None,
+            md5: None,
+        }
+    }
+
     pub fn len(&self) -> u64 {
         match self {
             Body::File { len, .. } => *len,
@@ -95,6 +111,69 @@ impl Body {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The same bytes, sent no faster than `limiter` allows.
+    pub fn paced(self, limiter: Option<Arc<RateLimiter>>) -> Body {
+        match self {
+            Body::File {
+                path,
+                offset,
+                len,
+                md5,
+                ..
+            } => Body::File {
+                path,
+                offset,
+                len,
+                pace: limiter,
+                md5,
+            },
+        }
+    }
+
+    /// The same bytes, hashed with MD5 while they are sent.
+    pub fn hashed(self, slot: Arc<Md5Slot>) -> Body {
+        match self {
+            Body::File {
+                path,
+                offset,
+                len,
+                pace,
+                ..
+            } => Body::File {
+                path,
+                offset,
+                len,
+                pace,
+                md5: Some(slot),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::File {
+                path, offset, len, ..
+            } => write!(f, "File({}, {offset}+{len})", path.display()),
+        }
+    }
+}
+
+/// Where a streamed body leaves its MD5: set only by a read that reached the end, so a
+/// retried request (which reads again) leaves the digest of the bytes actually sent.
+#[derive(Debug, Default)]
+pub struct Md5Slot(std::sync::Mutex<Option<[u8; 16]>>);
+
+impl Md5Slot {
+    pub fn set(&self, digest: [u8; 16]) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
+    }
+
+    pub fn get(&self) -> Option<[u8; 16]> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -13,8 +13,9 @@ use crate::config::JobConfig;
 use crate::dest::Destination;
 use crate::error::{Error, Result};
 use crate::source::Source;
-use crate::task::record::{FileRecord, Outcome};
+use crate::task::record::{FileRecord, Outcome, reason};
 use crate::task::{TaskId, TaskSpec};
+use crate::throttle::RateLimiter;
 use crate::tracker::{self, TaskJournal, TaskOutcome};
 use crate::workdir::{TaskState, WorkDir};
 
@@ -29,6 +30,28 @@ pub struct JobContext {
     pub cancel: CancellationToken,
     /// `workerAbortWhenUncatchedException`: an unexpected error stops the job.
     pub abort_on_unexpected: bool,
+    /// The process-wide bandwidth cap (`workerMaxThroughput(KB/s)`), if any.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// `workerRecordMd5`: store the file's MD5 as user metadata.
+    pub record_md5: bool,
+    /// Set with the reason when an unexpected error stops the job.
+    pub abort_reason: std::sync::Mutex<Option<String>>,
+}
+
+impl JobContext {
+    /// Stops the job on an unexpected error (`workerAbortWhenUncatchedException=true`).
+    fn abort(&self, reason: String) {
+        let mut slot = self.abort_reason.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(reason);
+        self.cancel.cancel();
+    }
+
+    pub fn take_abort_reason(&self) -> Option<String> {
+        self.abort_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
 }
 
 /// Runs a task to its end, resuming from its journal. Returns `None` when the service is
@@ -67,6 +90,15 @@ pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOut
             let file = &spec.files[index];
             let record = transfer::transfer_file(&ctx, file, spec.attempt).await;
             drop(permit);
+            // Destination failures that survived every retry are the "uncaught" errors of
+            // the original; the known file faults (bad key, changed, missing) never stop a job.
+            if ctx.abort_on_unexpected
+                && record.is_failed()
+                && record.reason == reason::UPLOAD_ERROR
+            {
+                ctx.abort(format!("{}: {}", record.path, record.detail));
+                return;
+            }
             let _ = tx.send(record).await;
         });
     }
@@ -83,7 +115,7 @@ pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOut
     if !unexpected.is_empty() {
         tracing::error!(task = %id, "unexpected errors: {}", unexpected.join("; "));
         if ctx.abort_on_unexpected {
-            ctx.cancel.cancel();
+            ctx.abort(unexpected.join("; "));
             return Ok(None);
         }
         // Files whose transfer crashed get a failure record, so the task can end.

@@ -1,77 +1,262 @@
-//! Multipart upload of one large file: parts streamed from file ranges, several in flight.
+//! Multipart upload of one large file, resumable after a crash.
+//!
+//! Parts are streamed from their file ranges, `uploadThreadNumPerLargeFile` at once. The upload
+//! id and each finished part are checkpointed under `worker/jobs/<job>/multipart/<hash>/`
+//! (`UPLOAD`, then one `part-NNNNN` file per finished part, each written atomically). A later
+//! run asks the server (ListParts) which of those parts it really holds and sends only the
+//! rest; if the file changed since (size or mtime), the stale upload is aborted and the file
+//! starts over.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt, stream};
+use md5::{Digest, Md5};
 
 use crate::dest::{PartInfo, PutOptions};
+use crate::error::{Error, IoContext, Result};
 use crate::source::SourceObject;
+use crate::task::escape::escape;
 use crate::task::record::reason;
+use crate::workdir::write_atomic;
 
 use super::JobContext;
 
 /// S3 and OSS allow at most this many parts in one upload.
 const MAX_PARTS: u64 = 10_000;
 
+const MAGIC: &str = "# ossimport-rs multipart v1";
+
 /// The part size actually used: the configured one, grown to stay within 10,000 parts.
 pub fn part_size(file_size: u64, configured: u64) -> u64 {
     configured.max(file_size.div_ceil(MAX_PARTS)).max(1)
 }
 
-/// Uploads `file` in parts; returns the object's ETag or `(reason, message)`.
+/// What a file's multipart upload was started for; a mismatch means the file changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UploadRecord {
+    size: u64,
+    mtime: i64,
+    part_size: u64,
+    upload_id: String,
+}
+
+impl UploadRecord {
+    fn to_text(&self, file: &SourceObject) -> String {
+        format!(
+            "{MAGIC}\npath={}\nsize={}\nmtime={}\npart_size={}\nupload_id={}\n",
+            file.path, self.size, self.mtime, self.part_size, self.upload_id
+        )
+    }
+
+    fn parse(text: &str) -> Option<UploadRecord> {
+        let mut lines = text.lines();
+        (lines.next()? == MAGIC).then_some(())?;
+        let mut map = BTreeMap::new();
+        for line in lines {
+            let (k, v) = line.split_once('=')?;
+            map.insert(k, v);
+        }
+        Some(UploadRecord {
+            size: map.get("size")?.parse().ok()?,
+            mtime: map.get("mtime")?.parse().ok()?,
+            part_size: map.get("part_size")?.parse().ok()?,
+            upload_id: map.get("upload_id")?.to_string(),
+        })
+    }
+}
+
+/// The checkpoint folder of one file's upload.
+fn state_dir(ctx: &JobContext, file: &SourceObject) -> PathBuf {
+    let hash: String = Md5::digest(escape(&file.path.0).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    ctx.workdir.multipart_dir(&ctx.job.job_name).join(hash)
+}
+
+fn read_parts(dir: &Path) -> BTreeMap<i32, PartInfo> {
+    let mut parts = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return parts;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(number) = name
+            .strip_prefix("part-")
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        if let Some((etag, size)) = text.trim().rsplit_once(' ')
+            && let Ok(size) = size.parse()
+        {
+            parts.insert(
+                number,
+                PartInfo {
+                    number,
+                    etag: etag.to_string(),
+                    size,
+                },
+            );
+        }
+    }
+    parts
+}
+
+type Failure = (&'static str, String);
+
+fn state_err(e: Error) -> Failure {
+    (
+        reason::UPLOAD_ERROR,
+        format!("cannot save upload progress: {e}"),
+    )
+}
+
+/// Uploads `file` in parts, resuming an earlier attempt when the file is unchanged; returns
+/// the object's ETag and how many parts were already on the server.
 pub async fn upload(
     ctx: &JobContext,
     key: &str,
     file: &SourceObject,
     opts: &PutOptions,
-) -> Result<String, (&'static str, String)> {
+) -> Result<(String, usize), Failure> {
     let size = part_size(file.size, ctx.job.multipart_upload_part_size);
     let count = file.size.div_ceil(size);
-    let upload_id = ctx
-        .dest
-        .create_multipart(key, opts)
-        .await
-        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let dir = state_dir(ctx, file);
+    let (upload_id, done) = resume(ctx, key, file, size, &dir).await?;
+    let upload_id = match upload_id {
+        Some(id) => id,
+        None => {
+            let id = ctx
+                .dest
+                .create_multipart(key, opts)
+                .await
+                .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+            let record = UploadRecord {
+                size: file.size,
+                mtime: file.mtime,
+                part_size: size,
+                upload_id: id.clone(),
+            };
+            fs::create_dir_all(&dir)
+                .ctx("cannot create folder", &dir)
+                .map_err(state_err)?;
+            write_atomic(&dir.join("UPLOAD"), record.to_text(file).as_bytes())
+                .map_err(state_err)?;
+            id
+        }
+    };
+    let resumed = done.len();
     let id = upload_id.as_str();
-    let parts = stream::iter(0..count)
+    let dir_ref = &dir;
+    let todo: Vec<u64> = (0..count)
+        .filter(|i| !done.contains_key(&(*i as i32 + 1)))
+        .collect();
+    let sent = stream::iter(todo)
         .map(|i| async move {
             let offset = i * size;
             let len = size.min(file.size - offset);
+            let number = i as i32 + 1;
             let body = ctx
                 .source
                 .open(&file.path, offset, len)
                 .await
-                .map_err(|e| (reason::READ_ERROR, e.to_string()))?;
-            let number = i as i32 + 1;
+                .map_err(|e| (reason::READ_ERROR, e.to_string()))?
+                .paced(ctx.limiter.clone());
             let etag = ctx
                 .dest
                 .upload_part(key, id, number, body)
                 .await
                 .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
-            Ok::<_, (&'static str, String)>(PartInfo {
+            let part = PartInfo {
                 number,
                 etag,
                 size: len,
-            })
+            };
+            write_atomic(
+                &dir_ref.join(format!("part-{number:05}")),
+                format!("{} {}\n", part.etag, part.size).as_bytes(),
+            )
+            .map_err(state_err)?;
+            Ok::<_, Failure>(part)
         })
         .buffer_unordered(ctx.job.upload_thread_num_per_large_file.max(1) as usize)
         .try_collect::<Vec<_>>()
-        .await;
-    let result = match parts {
-        Ok(mut parts) => {
-            parts.sort_by_key(|p| p.number);
-            ctx.dest
-                .complete_multipart(key, &upload_id, &parts)
-                .await
-                .map_err(|e| (reason::UPLOAD_ERROR, e.message))
-        }
-        Err(e) => Err(e),
+        .await?;
+    let mut parts: Vec<PartInfo> = done.into_values().chain(sent).collect();
+    parts.sort_by_key(|p| p.number);
+    let etag = ctx
+        .dest
+        .complete_multipart(key, id, &parts)
+        .await
+        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok((etag, resumed))
+}
+
+/// The upload to continue and its parts the server confirms, or `(None, empty)` to start over.
+async fn resume(
+    ctx: &JobContext,
+    key: &str,
+    file: &SourceObject,
+    part_size: u64,
+    dir: &Path,
+) -> Result<(Option<String>, BTreeMap<i32, PartInfo>), Failure> {
+    let Some(record) = fs::read_to_string(dir.join("UPLOAD"))
+        .ok()
+        .and_then(|t| UploadRecord::parse(&t))
+    else {
+        let _ = fs::remove_dir_all(dir);
+        return Ok((None, BTreeMap::new()));
     };
-    if result.is_err() {
-        // Leave no orphaned parts behind; a failure here only costs storage, so it is logged.
-        if let Err(e) = ctx.dest.abort_multipart(key, &upload_id).await {
-            tracing::warn!("could not abort the multipart upload of `{key}`: {e}");
+    let unchanged =
+        record.size == file.size && record.mtime == file.mtime && record.part_size == part_size;
+    if unchanged {
+        let server = ctx
+            .dest
+            .list_parts(key, &record.upload_id)
+            .await
+            .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+        if let Some(server) = server {
+            let on_server: BTreeMap<i32, String> =
+                server.into_iter().map(|p| (p.number, p.etag)).collect();
+            let mut done = read_parts(dir);
+            done.retain(|n, p| on_server.get(n) == Some(&p.etag));
+            tracing::info!(key, parts = done.len(), "resuming multipart upload");
+            return Ok((Some(record.upload_id), done));
         }
+    } else {
+        tracing::info!(key, "file changed since its upload started; starting over");
+        discard(ctx, key, dir, &record.upload_id).await;
+        return Ok((None, BTreeMap::new()));
     }
-    result
+    let _ = fs::remove_dir_all(dir);
+    Ok((None, BTreeMap::new()))
+}
+
+async fn discard(ctx: &JobContext, key: &str, dir: &Path, upload_id: &str) {
+    // Leave no orphaned parts behind; a failure here only costs storage, so it is logged.
+    if let Err(e) = ctx.dest.abort_multipart(key, upload_id).await {
+        tracing::warn!("could not abort the stale multipart upload of `{key}`: {e}");
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Gives up a file's upload for good (the file changed or vanished): aborts it on the server
+/// and forgets its checkpoint. Uploads that failed on the network are kept for `retry`.
+pub async fn abandon(ctx: &JobContext, key: &str, file: &SourceObject) {
+    let dir = state_dir(ctx, file);
+    if let Some(record) = fs::read_to_string(dir.join("UPLOAD"))
+        .ok()
+        .and_then(|t| UploadRecord::parse(&t))
+    {
+        discard(ctx, key, &dir, &record.upload_id).await;
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +269,21 @@ mod tests {
         let huge = 10_000 * 50 + 1;
         assert_eq!(part_size(huge, 50), 51);
         assert!(huge.div_ceil(part_size(huge, 50)) <= MAX_PARTS);
+    }
+
+    #[test]
+    fn upload_record_round_trips() {
+        let r = UploadRecord {
+            size: 10,
+            mtime: 5,
+            part_size: 3,
+            upload_id: "abc=def".into(),
+        };
+        let f = SourceObject {
+            path: crate::source::RelPath(b"a b".to_vec()),
+            size: 10,
+            mtime: 5,
+        };
+        assert_eq!(UploadRecord::parse(&r.to_text(&f)), Some(r));
     }
 }

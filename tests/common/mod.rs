@@ -2,6 +2,8 @@
 //! built binary run the way a user runs it, and an S3 client to read the bucket back.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,106 @@
+//! Retries for any destination: transient failures (timeouts, resets, 5xx, throttling) are
+//! tried again with exponential backoff and full jitter (backon), a bounded number of times;
+//! then the failure is the file's.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
+
+use super::{DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
+use crate::source::Body;
+
+pub struct RetryingDestination<D> {
+    inner: D,
+    policy: ExponentialBuilder,
+}
+
+impl<D: Destination> RetryingDestination<D> {
+    /// `tries` attempts in all per request, waiting 200 ms, 400 ms, ... up to 10 s between.
+    pub fn new(inner: D, tries: usize) -> Self {
+        RetryingDestination {
+            inner,
+            policy: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(tries.saturating_sub(1))
+                .with_jitter(),
+        }
+    }
+
+    async fn run<T, F, Fut>(&self, what: &str, op: F) -> DestResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = DestResult<T>>,
+    {
+        op.retry(self.policy)
+            .when(|e: &DestError| e.transient)
+            .notify(|e, wait| tracing::debug!("{what}: {e}; retrying in {wait:?}"))
+            .await
+    }
+}
+
+#[async_trait]
+impl<D: Destination> Destination for RetryingDestination<D> {
+    async fn check_access(&self) -> DestResult<()> {
+        self.run("check", || self.inner.check_access()).await
+    }
+
+    async fn head(&self, key: &str) -> DestResult<Option<ObjectMeta>> {
+        self.run("HEAD", || self.inner.head(key)).await
+    }
+
+    async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {
+        self.run("PUT", || self.inner.put(key, body.clone(), opts))
+            .await
+    }
+
+    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()> {
+        self.run("CopyObject", || self.inner.replace_metadata(key, opts))
+            .await
+    }
+
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> DestResult<String> {
+        self.run("CreateMultipartUpload", || {
+            self.inner.create_multipart(key, opts)
+        })
+        .await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Body,
+    ) -> DestResult<String> {
+        self.run("UploadPart", || {
+            self.inner.upload_part(key, upload_id, number, body.clone())
+        })
+        .await
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> DestResult<Option<Vec<PartInfo>>> {
+        self.run("ListParts", || self.inner.list_parts(key, upload_id))
+            .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartInfo],
+    ) -> DestResult<String> {
+        self.run("CompleteMultipartUpload", || {
+            self.inner.complete_multipart(key, upload_id, parts)
+        })
+        .await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> DestResult<()> {
+        self.run("AbortMultipartUpload", || {
+            self.inner.abort_multipart(key, upload_id)
+        })
+        .await
+    }
+}
