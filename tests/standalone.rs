@@ -243,7 +243,12 @@ fn second_start_is_refused_and_stop_then_start_finishes_the_job() {
         assert!(started.elapsed() < LONG, "no task finished");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let stopping = std::time::Instant::now();
     assert_eq!(pkg.ok(&["stop"]).trim(), "Stop import service completed.");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stop drains within 10 s"
+    );
     let stat = pkg.stat();
     assert!(
         stat.contains("JobState:Stopped\n"),

@@ -14,11 +14,6 @@ pub fn run(console: &Console) -> Result<u8> {
     print_warnings(&warnings);
     job.apply_env_credentials();
     job.validate()?;
-    if sys.worker_record_md5 {
-        return Err(Error::Refused(
-            "conf/sys.properties: workerRecordMd5=true is not supported yet by ossimport-rs; set it to false".into(),
-        ));
-    }
     if job.src_type == SrcType::Local {
         let dir = Path::new(&job.src_prefix);
         if !dir.is_dir() {

@@ -74,9 +74,6 @@ async fn next_chunk(s: &mut ReadState) -> io::Result<Option<Bytes>> {
         ..
     } = &s.body;
     if s.remaining == 0 {
-        if let (Some(hasher), Some(slot)) = (s.md5.take(), md5) {
-            slot.set(hasher.finalize().into());
-        }
         return Ok(None);
     }
     if s.file.is_none() {
@@ -108,6 +105,13 @@ async fn next_chunk(s: &mut ReadState) -> io::Result<Option<Bytes>> {
         hasher.update(&buf);
     }
     s.remaining -= filled as u64;
+    // The HTTP client stops polling once Content-Length bytes are out, so the digest is
+    // final with the last chunk, not at a later end-of-stream poll.
+    if s.remaining == 0
+        && let (Some(hasher), Some(slot)) = (s.md5.take(), md5)
+    {
+        slot.set(hasher.finalize().into());
+    }
     Ok(Some(Bytes::from(buf)))
 }
 

@@ -223,10 +223,20 @@ async fn resume(
             .await
             .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
         if let Some(server) = server {
-            let on_server: BTreeMap<i32, String> =
-                server.into_iter().map(|p| (p.number, p.etag)).collect();
+            // Servers differ in quoting ETags between UploadPart and ListParts, and some
+            // (s3s-fs) list no ETag at all: then the part's size has to do.
+            let bare = |e: &str| e.trim_matches('"').to_string();
+            let on_server: BTreeMap<i32, PartInfo> =
+                server.into_iter().map(|p| (p.number, p)).collect();
             let mut done = read_parts(dir);
-            done.retain(|n, p| on_server.get(n) == Some(&p.etag));
+            done.retain(|n, mine| {
+                on_server
+                    .get(n)
+                    .is_some_and(|theirs| match bare(&theirs.etag) {
+                        e if e.is_empty() => theirs.size == mine.size,
+                        e => e == bare(&mine.etag),
+                    })
+            });
             tracing::info!(key, parts = done.len(), "resuming multipart upload");
             return Ok((Some(record.upload_id), done));
         }
