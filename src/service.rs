@@ -124,8 +124,10 @@ async fn run_job(
     job: Arc<JobConfig>,
     sys: &SysConfig,
     workdir: &WorkDir,
-    cancel: &CancellationToken,
+    service: &CancellationToken,
 ) -> Result<()> {
+    // The job's own token: cancelled by `stop` (through the service's) or by a job abort.
+    let cancel = &service.child_token();
     let name = job.job_name.clone();
     let abort_file = workdir.abort_file(&name);
     let _ = std::fs::remove_file(&abort_file);
@@ -247,7 +249,12 @@ async fn run_job(
     {
         tracing::warn!("files still in flight after {DRAIN:?}; they resume at the next start");
     }
-    Ok(())
+    match ctx.take_abort_reason() {
+        Some(reason) => Err(abort(format!(
+            "an unexpected error stopped the job (workerAbortWhenUncatchedException=true): {reason}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Enough concurrent tasks to keep `workerTaskThreadNum` files in flight when tasks are

@@ -528,3 +528,38 @@ fn unsafe_is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+#[test]
+fn abort_when_uncatched_exception_stops_the_job_on_a_destination_that_keeps_failing() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("destDomain", &proxy.endpoint);
+    pkg.set_sys("workerAbortWhenUncatchedException", "true");
+    pkg.set_sys("workerTaskThreadNum", "1");
+    pkg.set_sys("workerMaxThroughput(KB/s)", "200");
+    for i in 0..20 {
+        pkg.file(&format!("f{i:02}.txt"), &content(i, 100_000));
+    }
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    // Let the bucket check pass, then make every request fail.
+    assert!(wait_path(
+        &pkg.path("master/jobs/local_test/checkpoints/0/SCAN_FINISHED"),
+        LONG
+    ));
+    proxy.set_faults(Faults {
+        unavailable_per_mille: 1000,
+        ..Faults::default()
+    });
+    let stat = pkg.wait_for(&["Abort", "Failed", "Succeed"], LONG);
+    assert!(stat.contains("JobState:Abort\n"), "{stat}");
+    assert!(
+        stat.contains("workerAbortWhenUncatchedException") && stat.contains("SlowDown"),
+        "{stat}"
+    );
+    assert!(
+        sandbox.objects().len() < 20,
+        "the job stopped instead of going on"
+    );
+}
