@@ -70,7 +70,17 @@ word="$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')"
 shift
 
 case "$word" in
-    submit | clean | start | stop | stat | retry | version)
+    stat)
+        # The original's one word, plus ours: stat --json | stat --watch
+        case "${1:-}" in
+            '' | --json | --watch) ;;
+            *)
+                echo "Error: stat takes no option but --json or --watch." >&2
+                exit 2
+                ;;
+        esac
+        ;;
+    submit | clean | start | stop | retry | version)
         if [ "$#" -ne 0 ]; then
             echo "Error: console.sh takes exactly one word." >&2
             usage >&2

@@ -139,7 +139,13 @@ wait_s=1
 misses=0
 max_misses=30
 while true; do
-    sleep "$wait_s"
+    if [ -t 1 ] && [ -t 2 ]; then
+        # On a terminal: a live progress bar (files, bytes, rate, ETA) until the job
+        # leaves Running; the status block is printed below as usual.
+        console stat --watch >/dev/null
+    else
+        sleep "$wait_s"
+    fi
     wait_s="$interval"
     out="$(console stat 2>&1)"
     printf '%s\n' "$out"

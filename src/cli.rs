@@ -30,7 +30,7 @@ pub enum Command {
     /// Stop the import service; in-flight work finishes or resumes at the next start.
     Stop,
     /// Print the job's status.
-    Stat,
+    Stat(StatArgs),
     /// Put the failed files of failed tasks back to run.
     Retry,
     /// Print the version.
@@ -40,6 +40,17 @@ pub enum Command {
     /// Run the import service in the foreground (what `start` runs in the background).
     #[command(hide = true)]
     Serve,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatArgs {
+    /// One JSON document: state, task counts, files, bytes, rates, running tasks.
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
+    /// Follow the job until it leaves Running: a progress bar on a terminal, plain lines
+    /// otherwise; then the status block.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -9,7 +9,9 @@
 //! - [`master`]: lists the source and splits it into persisted tasks, with checkpoints.
 //! - [`worker`]: transfers the files of a task.
 //! - [`throttle`]: the process-wide bandwidth cap.
+//! - [`totals`]: job-wide numbers for `stat --json` and `stat --watch`.
 //! - [`tracker`]: journals per-file results and moves finished task folders.
+//! - [`report`]: report.jsonl, the failed and skipped files of the job.
 //! - [`retry`]: failed tasks back to pending with only their failed files.
 //! - [`service`]: master, dispatcher, worker and tracker as tokio tasks in one process.
 //! - [`stat`]: the job's status as the `stat` command prints it.
@@ -23,6 +25,7 @@ pub mod dest;
 pub mod error;
 pub mod key;
 pub mod master;
+pub mod report;
 pub mod retry;
 pub mod sandbox;
 pub mod service;
@@ -30,6 +33,7 @@ pub mod source;
 pub mod stat;
 pub mod task;
 pub mod throttle;
+pub mod totals;
 pub mod tracker;
 pub mod workdir;
 pub mod worker;

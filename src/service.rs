@@ -166,6 +166,8 @@ async fn run_job(
         abort_on_unexpected: sys.worker_abort_when_uncatched_exception,
         limiter: RateLimiter::from_kbps(sys.worker_max_throughput_kbps).map(Arc::new),
         record_md5: sys.worker_record_md5,
+        need_digests: sys.worker_record_md5
+            || (job.is_audit_after_import && job.audit_mode == crate::config::AuditMode::Detailed),
         abort_reason: std::sync::Mutex::new(None),
     });
     let mut master_run = tokio::spawn(master.clone().run());
@@ -194,8 +196,16 @@ async fn run_job(
         });
     }
 
-    let mut backlog = resume;
-    let mut reported = false;
+    // Tasks an earlier run left dispatched go first; then pending ones, each moved to
+    // dispatched only when a runner is ready for it.
+    for id in resume {
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::select! {
+            sent = task_tx.send(id) => { sent.map_err(|_| Error::Internal("task runners stopped".into()))?; }
+            () = cancel.cancelled() => break,
+        }
+    }
+    let mut reported_round: Option<u32> = None;
     let pending_dir = workdir.state_dir(&name, TaskState::Pending);
     while !cancel.is_cancelled() {
         if !master_done && master_run.is_finished() {
@@ -210,28 +220,36 @@ async fn run_job(
             let Some(id) = TaskId::parse(&entry) else {
                 continue;
             };
+            // Moved first, so the runner finds it; a stop before the send leaves it in
+            // dispatched, where the next start picks it up.
             rename_durable(
                 &pending_dir.join(&entry),
                 &workdir.task_dir(&name, TaskState::Dispatched, &entry),
             )?;
-            backlog.push(id);
-        }
-        let mut sent_any = false;
-        for id in std::mem::take(&mut backlog) {
             in_flight.fetch_add(1, Ordering::SeqCst);
-            tokio::select! {
-                sent = task_tx.send(id) => { sent.map_err(|_| Error::Internal("task runners stopped".into()))?; }
-                () = cancel.cancelled() => break,
+            reported_round = None;
+            let sent = tokio::select! {
+                sent = task_tx.send(id) => sent.is_ok(),
+                () = cancel.cancelled() => false,
+            };
+            if !sent {
+                break;
             }
-            sent_any = true;
         }
-        if sent_any {
-            reported = false;
-        }
-        if master_done && in_flight.load(Ordering::SeqCst) == 0 && !reported {
-            reported = true;
+        let round = crate::master::current_round(workdir, &name);
+        let idle = in_flight.load(Ordering::SeqCst) == 0
+            && workdir.scan_finished_file(&name, round).exists()
+            && list_names(&pending_dir)?.is_empty();
+        if idle && reported_round != Some(round) {
+            reported_round = Some(round);
+            let lines = crate::report::write_report(workdir, &name, &job.dest_prefix)?;
             let stat = crate::stat::JobStat::collect(workdir, &name)?;
-            tracing::info!("job {name} finished: JobState:{}", stat.state.word());
+            tracing::info!(
+                round,
+                report_lines = lines,
+                "job {name}: round finished, JobState:{}",
+                stat.state.word()
+            );
         }
         tokio::select! {
             () = new_task.notified() => {}

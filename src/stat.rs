@@ -77,12 +77,20 @@ impl JobStat {
             succeed: count(TaskState::Succeed)?,
             failed: count(TaskState::Failed)?,
             scan_finished: workdir
-                .scan_finished_file(job, crate::master::ROUND)
+                .scan_finished_file(job, crate::master::current_round(workdir, job))
                 .exists(),
             progress,
             abort_reason,
         };
-        let finished = stat.scan_finished && stat.pending == 0 && stat.dispatched == 0;
+        // An incremental job never finishes: between rounds it waits for the next scan.
+        let incremental = fs::read_to_string(workdir.job_config_file(job))
+            .ok()
+            .and_then(|t| toml::from_str::<crate::config::JobConfig>(&t).ok())
+            .is_some_and(|j| j.is_incremental);
+        let finished = stat.scan_finished
+            && stat.pending == 0
+            && stat.dispatched == 0
+            && !(incremental && alive);
         let crashed = !alive && workdir.pid_file().exists();
         stat.state = match () {
             () if finished && stat.failed > 0 => JobState::Failed,

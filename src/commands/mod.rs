@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Clean => clean::run(&console),
         Command::Start => start::run(&console),
         Command::Stop => stop::run(&console),
-        Command::Stat => stat::run(&console),
+        Command::Stat(args) => stat::run(&console, &args),
         Command::Retry => retry::run(&console),
         Command::Version => {
             println!("ossimport-rs {}", env!("CARGO_PKG_VERSION"));

@@ -2,7 +2,7 @@
 //! the checks made at submit time. Reading accepts every job file the original accepts;
 //! this is where "readable" becomes "runnable by ossimport-rs".
 
-use super::{AuditMode, ConfigError, JobConfig, JobType, Secret, SrcType};
+use super::{ConfigError, JobConfig, Secret, SrcType};
 
 pub(crate) const ENV_ACCESS_KEY: &str = "OSS_ACCESS_KEY_ID";
 pub(crate) const ENV_SECRET_KEY: &str = "OSS_ACCESS_KEY_SECRET";
@@ -40,26 +40,6 @@ impl JobConfig {
                      srcType=local only",
                     self.src_type
                 ),
-            ));
-        }
-        if self.job_type == JobType::Audit {
-            return Err(self.error_at(
-                "jobType",
-                "jobType=audit is not supported yet by ossimport-rs; use jobType=import \
-                 (with isAuditAfterImport=true to verify each file)",
-            ));
-        }
-        if self.is_incremental {
-            return Err(self.error_at(
-                "isIncremental",
-                "isIncremental=true is not supported yet by ossimport-rs; set it to false \
-                 and submit the job again to pick up new files",
-            ));
-        }
-        if self.is_audit_after_import && self.audit_mode == AuditMode::Detailed {
-            return Err(self.error_at(
-                "auditMode",
-                "auditMode=detailed is not supported yet by ossimport-rs; use simple or general",
             ));
         }
         if self.src_prefix.is_empty() {
@@ -149,19 +129,6 @@ mod tests {
                 "srcType",
                 8,
                 "srcType=s3 is not supported yet",
-            ),
-            ("jobType=audit\n", "jobType", 8, "not supported yet"),
-            (
-                "isIncremental=true\n",
-                "isIncremental",
-                8,
-                "not supported yet",
-            ),
-            (
-                "auditMode=detailed\n",
-                "auditMode",
-                8,
-                "use simple or general",
             ),
             ("srcPrefix=\n", "srcPrefix", 8, "absolute directory"),
             ("destDomain=\n", "destDomain", 8, "is blank"),

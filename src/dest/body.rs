@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use http_body::{Frame, SizeHint};
 use md5::{Digest, Md5};
+
+use crate::source::Digests;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::source::Body;
@@ -37,15 +39,20 @@ struct ReadState {
     body: Body,
     file: Option<tokio::fs::File>,
     remaining: u64,
-    md5: Option<Md5>,
+    hashers: Option<(Md5, crc_fast::Digest)>,
 }
 
 impl FileBody {
     fn new(body: Body) -> FileBody {
         let len = body.len();
-        let Body::File { md5, .. } = &body;
+        let Body::File { digests, .. } = &body;
         let state = ReadState {
-            md5: md5.as_ref().map(|_| Md5::new()),
+            hashers: digests.as_ref().map(|_| {
+                (
+                    Md5::new(),
+                    crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Xz),
+                )
+            }),
             remaining: len,
             file: None,
             body,
@@ -70,7 +77,7 @@ async fn next_chunk(s: &mut ReadState) -> io::Result<Option<Bytes>> {
         path,
         offset,
         pace,
-        md5,
+        digests,
         ..
     } = &s.body;
     if s.remaining == 0 {
@@ -101,16 +108,20 @@ async fn next_chunk(s: &mut ReadState) -> io::Result<Option<Bytes>> {
     if let Some(limiter) = pace {
         limiter.take(filled).await;
     }
-    if let Some(hasher) = s.md5.as_mut() {
-        hasher.update(&buf);
+    if let Some((md5, crc)) = s.hashers.as_mut() {
+        md5.update(&buf);
+        crc.update(&buf);
     }
     s.remaining -= filled as u64;
     // The HTTP client stops polling once Content-Length bytes are out, so the digest is
     // final with the last chunk, not at a later end-of-stream poll.
     if s.remaining == 0
-        && let (Some(hasher), Some(slot)) = (s.md5.take(), md5)
+        && let (Some((md5_hasher, crc)), Some(slot)) = (s.hashers.take(), digests)
     {
-        slot.set(hasher.finalize().into());
+        slot.set(Digests {
+            md5: md5_hasher.finalize().into(),
+            crc64: crc.finalize(),
+        });
     }
     Ok(Some(Bytes::from(buf)))
 }
@@ -143,7 +154,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::source::Md5Slot;
+    use crate::source::DigestSlot;
 
     async fn read_all(body: Body) -> io::Result<Vec<u8>> {
         let mut b = FileBody::new(body);
@@ -160,11 +171,16 @@ mod tests {
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let slot = Arc::new(Md5Slot::default());
+        let slot = Arc::new(DigestSlot::default());
         let body = Body::file(path.clone(), 1000, 600_000).hashed(slot.clone());
         let got = read_all(body).await.unwrap();
         assert_eq!(got, &data[1000..601_000]);
-        assert_eq!(slot.get(), Some(Md5::digest(&data[1000..601_000]).into()));
+        let d = slot.get().unwrap();
+        assert_eq!(d.md5, <[u8; 16]>::from(Md5::digest(&data[1000..601_000])));
+        assert_eq!(
+            d.crc64,
+            crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, &data[1000..601_000])
+        );
     }
 
     #[tokio::test]

@@ -26,6 +26,8 @@ pub struct ObjectMeta {
     pub content_type: Option<String>,
     /// User metadata, keys without the `x-amz-meta-` / `x-oss-meta-` prefix.
     pub metadata: BTreeMap<String, String>,
+    /// CRC-64/XZ of the content as the store reports it (OSS: `x-oss-hash-crc64ecma`).
+    pub crc64: Option<u64>,
 }
 
 /// Headers of a new object.
@@ -66,6 +68,9 @@ impl DestError {
 
 pub type DestResult<T> = Result<T, DestError>;
 
+/// An object's bytes, chunk by chunk.
+pub type ByteChunks = futures::stream::BoxStream<'static, DestResult<bytes::Bytes>>;
+
 #[async_trait]
 pub trait Destination: Send + Sync {
     /// Checks that the bucket is reachable with the credentials, before any work starts.
@@ -95,6 +100,9 @@ pub trait Destination: Send + Sync {
 
     /// The parts the server holds for an upload, or `None` when the upload no longer exists.
     async fn list_parts(&self, key: &str, upload_id: &str) -> DestResult<Option<Vec<PartInfo>>>;
+
+    /// The object's bytes as a stream (for read-back verification).
+    async fn read(&self, key: &str) -> DestResult<ByteChunks>;
 
     /// Completes a multipart upload; returns the object's ETag.
     async fn complete_multipart(

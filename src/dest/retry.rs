@@ -85,6 +85,10 @@ impl<D: Destination> Destination for RetryingDestination<D> {
             .await
     }
 
+    async fn read(&self, key: &str) -> DestResult<super::ByteChunks> {
+        self.run("GET", || self.inner.read(key)).await
+    }
+
     async fn complete_multipart(
         &self,
         key: &str,

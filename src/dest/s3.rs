@@ -15,7 +15,13 @@ use aws_sdk_s3::types::{
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::{DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
+
+use super::{ByteChunks, DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
 use crate::source::Body;
 
 /// Characters kept as is in an `x-amz-copy-source` value: unreserved ones and `/`.
@@ -147,6 +153,33 @@ fn etag(e: Option<&str>) -> String {
     e.unwrap_or_default().to_string()
 }
 
+/// Captures one response header the SDK does not model (`x-oss-hash-crc64ecma`).
+#[derive(Debug, Clone, Default)]
+struct CaptureHeader(Arc<Mutex<Option<String>>>);
+
+impl Intercept for CaptureHeader {
+    fn name(&self) -> &'static str {
+        "CaptureHeader"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let value = context
+            .response()
+            .headers()
+            .get(OSS_CRC64_HEADER)
+            .map(str::to_string);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = value;
+        Ok(())
+    }
+}
+
+const OSS_CRC64_HEADER: &str = "x-oss-hash-crc64ecma";
+
 #[async_trait]
 impl Destination for S3Destination {
     async fn check_access(&self) -> DestResult<()> {
@@ -169,15 +202,25 @@ impl Destination for S3Destination {
     }
 
     async fn head(&self, key: &str) -> DestResult<Option<ObjectMeta>> {
-        match self
+        let crc = CaptureHeader::default();
+        let sent = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .customize()
+            .interceptor(crc.clone())
             .send()
-            .await
-        {
+            .await;
+        let crc64 = crc
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            .and_then(|v| v.parse().ok());
+        match sent {
             Ok(out) => Ok(Some(ObjectMeta {
+                crc64,
                 size: out.content_length().unwrap_or_default().max(0) as u64,
                 last_modified: out.last_modified().map(|t| t.secs()),
                 etag: out.e_tag().map(str::to_string),
@@ -257,6 +300,36 @@ impl Destination for S3Destination {
             .await
             .map_err(|e| self.err("UploadPart", key, e))?;
         Ok(etag(out.e_tag()))
+    }
+
+    async fn read(&self, key: &str) -> DestResult<ByteChunks> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("GET", key, e))?;
+        let key = key.to_string();
+        let chunks = futures::stream::unfold(Some(out.body), move |body| {
+            let key = key.clone();
+            async move {
+                let mut body = body?;
+                match body.next().await {
+                    Some(Ok(bytes)) => Some((Ok(bytes), Some(body))),
+                    Some(Err(e)) => Some((
+                        Err(DestError {
+                            message: format!("GET `{key}`: reading the body failed: {e}"),
+                            transient: true,
+                        }),
+                        None,
+                    )),
+                    None => None,
+                }
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()> {

@@ -23,9 +23,6 @@ use crate::workdir::{
 };
 use checkpoint::{Checkpoint, unit_hash};
 
-/// Scan round of the job (incremental mode will add more).
-pub const ROUND: u32 = 0;
-
 pub struct Master {
     pub job: Arc<JobConfig>,
     pub source: Arc<dyn Source>,
@@ -35,25 +32,97 @@ pub struct Master {
     pub cancel: CancellationToken,
 }
 
+/// The newest scan round of a job (incremental mode adds one per interval); 0 before any.
+pub fn current_round(workdir: &WorkDir, job: &str) -> u32 {
+    let dir = workdir.job_dir(job).join("checkpoints");
+    list_names(&dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// When a round's scan started (unix seconds), as recorded in its STARTED file.
+pub fn round_started(workdir: &WorkDir, job: &str, round: u32) -> Option<i64> {
+    let path = workdir.checkpoints_dir(job, round).join("STARTED");
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Which files a round takes: the first by `importSince` (strictly newer), later rounds of
+/// incremental mode those modified since the previous round's scan started.
+#[derive(Debug, Clone, Copy)]
+enum Since {
+    After(i64),
+    AtOrAfter(i64),
+}
+
+impl Since {
+    fn takes(self, mtime: i64) -> bool {
+        match self {
+            Since::After(t) => t <= 0 || mtime > t,
+            Since::AtOrAfter(t) => mtime >= t,
+        }
+    }
+}
+
 impl Master {
-    /// Lists and splits everything not yet split; writes SCAN_FINISHED at the end.
-    /// Returns early, resumable, when cancelled.
+    /// Lists and splits everything not yet split, round after round in incremental mode;
+    /// returns when the (last) round is split, or early, resumable, when cancelled.
     ///
     /// # Errors
     /// When the source cannot be listed at all or state cannot be written.
     pub async fn run(self: Arc<Self>) -> Result<()> {
         let job = &self.job.job_name;
-        let finished_marker = self.workdir.scan_finished_file(job, ROUND);
+        let mut round = current_round(&self.workdir, job);
+        loop {
+            let since = match round {
+                0 => Since::After(self.job.import_since),
+                r => Since::AtOrAfter(round_started(&self.workdir, job, r - 1).unwrap_or(0)),
+            };
+            self.scan_round(round, since).await?;
+            if self.cancel.is_cancelled() || !self.job.is_incremental {
+                return Ok(());
+            }
+            let started = round_started(&self.workdir, job, round).unwrap_or_else(now_secs);
+            let next = started + self.job.incremental_mode_interval as i64;
+            let wait = (next - now_secs()).max(0) as u64;
+            tracing::info!(
+                round,
+                next_in_secs = wait,
+                "incremental mode: waiting for the next scan"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}
+                () = self.cancel.cancelled() => return Ok(()),
+            }
+            round += 1;
+        }
+    }
+
+    async fn scan_round(self: &Arc<Self>, round: u32, since: Since) -> Result<()> {
+        let job = &self.job.job_name;
+        let finished_marker = self.workdir.scan_finished_file(job, round);
         if finished_marker.exists() {
             return Ok(());
         }
-        let dir = self.workdir.checkpoints_dir(job, ROUND);
+        let dir = self.workdir.checkpoints_dir(job, round);
         fs::create_dir_all(&dir).ctx("cannot create folder", &dir)?;
+        let started = dir.join("STARTED");
+        if !started.exists() {
+            write_atomic(&started, now_secs().to_string().as_bytes())?;
+        }
         let units = self
             .source
             .scan_units(self.job.max_multi_thread_scan_depth)
             .await?;
-        tracing::info!(units = units.len(), "scan started");
+        tracing::info!(round, units = units.len(), "scan started");
         let queue = Arc::new(std::sync::Mutex::new(units.into_iter()));
         let mut scanners = tokio::task::JoinSet::new();
         for _ in 0..self.job.scan_thread_count.max(1) {
@@ -67,7 +136,7 @@ impl Master {
                     let Some(unit) = next else {
                         return Ok::<_, Error>(());
                     };
-                    this.scan_unit(&unit).await?;
+                    this.scan_unit(&unit, round, since).await?;
                 }
             });
         }
@@ -92,19 +161,21 @@ impl Master {
         );
         write_atomic(&finished_marker, summary.as_bytes())?;
         tracing::info!(
+            round,
             files = totals.files,
             bytes = totals.bytes,
             tasks = totals.tasks,
             "scan finished"
         );
+        self.new_task.notify_one();
         Ok(())
     }
 
-    async fn scan_unit(&self, unit: &ScanUnit) -> Result<()> {
+    async fn scan_unit(&self, unit: &ScanUnit, round: u32, since: Since) -> Result<()> {
         let job = &self.job.job_name;
         let cpt_path = self
             .workdir
-            .checkpoint_file(job, ROUND, &unit_hash(&unit.id));
+            .checkpoint_file(job, round, &unit_hash(&unit.id));
         let mut cpt = Checkpoint::load(&cpt_path, &unit.id)?;
         if cpt.finished {
             return Ok(());
@@ -134,14 +205,14 @@ impl Master {
                     continue;
                 }
             };
-            if self.job.import_since > 0 && obj.mtime <= self.job.import_since {
+            if !since.takes(obj.mtime) {
                 continue;
             }
             let full = batch.len() as u64 >= self.job.task_object_count_limit
                 || batch_bytes.saturating_add(obj.size) > self.job.task_object_size_limit;
             if !batch.is_empty() && full {
                 self.persist(
-                    unit,
+                    (unit, round),
                     std::mem::take(&mut batch),
                     &mut cpt,
                     &cpt_path,
@@ -157,7 +228,7 @@ impl Master {
             .await
             .map_err(|e| Error::Internal(format!("lister failed: {e}")))??;
         if !batch.is_empty() {
-            self.persist(unit, batch, &mut cpt, &cpt_path, check_duplicate)?;
+            self.persist((unit, round), batch, &mut cpt, &cpt_path, check_duplicate)?;
         }
         cpt.finished = true;
         cpt.save(&cpt_path)
@@ -165,7 +236,7 @@ impl Master {
 
     fn persist(
         &self,
-        unit: &ScanUnit,
+        (unit, round): (&ScanUnit, u32),
         files: Vec<SourceObject>,
         cpt: &mut Checkpoint,
         cpt_path: &std::path::Path,
@@ -173,7 +244,7 @@ impl Master {
     ) -> Result<()> {
         let spec = TaskSpec {
             job: self.job.job_name.clone(),
-            round: ROUND,
+            round,
             unit: unit.id.clone(),
             attempt: 1,
             files,

@@ -189,6 +189,10 @@ impl Source for LocalSource {
         }
     }
 
+    fn local_path(&self, path: &RelPath) -> Option<PathBuf> {
+        Some(self.full_path(path))
+    }
+
     async fn open(&self, path: &RelPath, offset: u64, len: u64) -> Result<Body> {
         let full = self.full_path(path);
         // Opening now turns a permission problem into a clear per-file error before any

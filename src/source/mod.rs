@@ -87,8 +87,8 @@ pub enum Body {
         len: u64,
         /// The process-wide bandwidth cap every chunk passes through.
         pace: Option<Arc<RateLimiter>>,
-        /// Receives the MD5 of the range once it has been read to the end.
-        md5: Option<Arc<Md5Slot>>,
+        /// Receives the checksums of the range once it has been read to the end.
+        digests: Option<Arc<DigestSlot>>,
     },
 }
 
@@ -99,7 +99,7 @@ impl Body {
             offset,
             len,
             pace: None,
-            md5: None,
+            digests: None,
         }
     }
 
@@ -120,20 +120,20 @@ impl Body {
                 path,
                 offset,
                 len,
-                md5,
+                digests,
                 ..
             } => Body::File {
                 path,
                 offset,
                 len,
                 pace: limiter,
-                md5,
+                digests,
             },
         }
     }
 
-    /// The same bytes, hashed with MD5 while they are sent.
-    pub fn hashed(self, slot: Arc<Md5Slot>) -> Body {
+    /// The same bytes, with MD5 and CRC-64 computed while they are sent.
+    pub fn hashed(self, slot: Arc<DigestSlot>) -> Body {
         match self {
             Body::File {
                 path,
@@ -146,7 +146,7 @@ impl Body {
                 offset,
                 len,
                 pace,
-                md5: Some(slot),
+                digests: Some(slot),
             },
         }
     }
@@ -162,17 +162,25 @@ impl fmt::Debug for Body {
     }
 }
 
-/// Where a streamed body leaves its MD5: set only by a read that reached the end, so a
-/// retried request (which reads again) leaves the digest of the bytes actually sent.
-#[derive(Debug, Default)]
-pub struct Md5Slot(std::sync::Mutex<Option<[u8; 16]>>);
+/// The checksums of a streamed body, computed while it is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Digests {
+    pub md5: [u8; 16],
+    /// CRC-64/XZ (what OSS calls crc64ecma).
+    pub crc64: u64,
+}
 
-impl Md5Slot {
-    pub fn set(&self, digest: [u8; 16]) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
+/// Where a streamed body leaves its checksums: set only by a read that reached the end, so a
+/// retried request (which reads again) leaves those of the bytes actually sent.
+#[derive(Debug, Default)]
+pub struct DigestSlot(std::sync::Mutex<Option<Digests>>);
+
+impl DigestSlot {
+    pub fn set(&self, digests: Digests) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(digests);
     }
 
-    pub fn get(&self) -> Option<[u8; 16]> {
+    pub fn get(&self) -> Option<Digests> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -210,6 +218,12 @@ pub trait Source: Send + Sync {
     /// # Errors
     /// When the file exists but cannot be inspected (permissions, I/O).
     async fn probe(&self, path: &RelPath) -> Result<Probe>;
+
+    /// The file's path on this machine, when the source is local (for checksums and
+    /// read-back verification).
+    fn local_path(&self, _path: &RelPath) -> Option<PathBuf> {
+        None
+    }
 
     /// The bytes `offset..offset+len` of a file.
     ///

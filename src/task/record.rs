@@ -34,7 +34,14 @@ pub mod reason {
     pub const FILE_NOT_FOUND: &str = "FILE_NOT_FOUND";
     pub const READ_ERROR: &str = "READ_ERROR";
     pub const UPLOAD_ERROR: &str = "UPLOAD_ERROR";
-    pub const AUDIT_FAILED: &str = "AUDIT_FAILED";
+    /// Audit: the object is not at the destination.
+    pub const MISSING: &str = "MISSING";
+    /// Audit: the object is older than the file, or records another source mtime.
+    pub const MTIME_NOT_MATCH: &str = "MTIME_NOT_MATCH";
+    /// Audit: Content-Type or our metadata differ.
+    pub const HEADER_NOT_MATCH: &str = "HEADER_NOT_MATCH";
+    /// Audit: the content checksum differs.
+    pub const CHECKSUM_NOT_MATCH: &str = "CHECKSUM_NOT_MATCH";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 pub mod multipart;
 pub mod transfer;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct JobContext {
     pub limiter: Option<Arc<RateLimiter>>,
     /// `workerRecordMd5`: store the file's MD5 as user metadata.
     pub record_md5: bool,
+    /// Compute MD5 and CRC-64 of every body sent (MD5 metadata, detailed audit).
+    pub need_digests: bool,
     /// Set with the reason when an unexpected error stops the job.
     pub abort_reason: std::sync::Mutex<Option<String>>,
 }

@@ -16,7 +16,10 @@ use md5::{Digest, Md5};
 
 use crate::dest::{PartInfo, PutOptions};
 use crate::error::{Error, IoContext, Result};
-use crate::source::SourceObject;
+use crate::source::{DigestSlot, Digests, SourceObject};
+use std::sync::Arc;
+
+use super::verify::{Expected, hex, multipart_etag};
 use crate::task::escape::escape;
 use crate::task::record::reason;
 use crate::workdir::write_atomic;
@@ -76,7 +79,48 @@ fn state_dir(ctx: &JobContext, file: &SourceObject) -> PathBuf {
     ctx.workdir.multipart_dir(&ctx.job.job_name).join(hash)
 }
 
-fn read_parts(dir: &Path) -> BTreeMap<i32, PartInfo> {
+/// A finished part and the checksums of what was sent for it.
+#[derive(Debug, Clone)]
+struct PartDone {
+    info: PartInfo,
+    digests: Option<Digests>,
+}
+
+impl PartDone {
+    /// `<etag> <size> [<md5 hex> <crc64>]`
+    fn to_text(&self) -> String {
+        let mut line = format!("{} {}", self.info.etag, self.info.size);
+        if let Some(d) = self.digests {
+            line.push_str(&format!(" {} {}", hex(&d.md5), d.crc64));
+        }
+        line + "\n"
+    }
+
+    fn parse(number: i32, text: &str) -> Option<PartDone> {
+        let mut f = text.split_whitespace();
+        let etag = f.next()?.to_string();
+        let size = f.next()?.parse().ok()?;
+        let digests = match (f.next(), f.next()) {
+            (Some(md5), Some(crc)) => {
+                let mut bytes = [0u8; 16];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = u8::from_str_radix(md5.get(i * 2..i * 2 + 2)?, 16).ok()?;
+                }
+                Some(Digests {
+                    md5: bytes,
+                    crc64: crc.parse().ok()?,
+                })
+            }
+            _ => None,
+        };
+        Some(PartDone {
+            info: PartInfo { number, etag, size },
+            digests,
+        })
+    }
+}
+
+fn read_parts(dir: &Path) -> BTreeMap<i32, PartDone> {
     let mut parts = BTreeMap::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return parts;
@@ -92,20 +136,28 @@ fn read_parts(dir: &Path) -> BTreeMap<i32, PartInfo> {
         let Ok(text) = fs::read_to_string(entry.path()) else {
             continue;
         };
-        if let Some((etag, size)) = text.trim().rsplit_once(' ')
-            && let Ok(size) = size.parse()
-        {
-            parts.insert(
-                number,
-                PartInfo {
-                    number,
-                    etag: etag.to_string(),
-                    size,
-                },
-            );
+        if let Some(part) = PartDone::parse(number, &text) {
+            parts.insert(number, part);
         }
     }
     parts
+}
+
+/// What the object's ETag and CRC-64 must be, when every part's checksums are known.
+fn expected(parts: &[PartDone]) -> Option<Expected> {
+    let digests: Vec<(Digests, u64)> = parts
+        .iter()
+        .map(|p| p.digests.map(|d| (d, p.info.size)))
+        .collect::<Option<_>>()?;
+    let etag = multipart_etag(digests.iter().map(|(d, _)| d.md5));
+    let mut crc = digests.first()?.0.crc64;
+    for (d, len) in &digests[1..] {
+        crc = crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Xz, crc, d.crc64, *len);
+    }
+    Some(Expected {
+        etag: Some(etag),
+        crc64: Some(crc),
+    })
 }
 
 type Failure = (&'static str, String);
@@ -117,14 +169,22 @@ fn state_err(e: Error) -> Failure {
     )
 }
 
-/// Uploads `file` in parts, resuming an earlier attempt when the file is unchanged; returns
-/// the object's ETag and how many parts were already on the server.
+/// What a multipart upload produced.
+pub struct Uploaded {
+    pub etag: String,
+    /// Parts that were already on the server from an earlier attempt.
+    pub resumed: usize,
+    /// The checksums the object must have, when every part's are known.
+    pub expected: Option<Expected>,
+}
+
+/// Uploads `file` in parts, resuming an earlier attempt when the file is unchanged.
 pub async fn upload(
     ctx: &JobContext,
     key: &str,
     file: &SourceObject,
     opts: &PutOptions,
-) -> Result<(String, usize), Failure> {
+) -> Result<Uploaded, Failure> {
     let size = part_size(file.size, ctx.job.multipart_upload_part_size);
     let count = file.size.div_ceil(size);
     let dir = state_dir(ctx, file);
@@ -162,25 +222,32 @@ pub async fn upload(
             let offset = i * size;
             let len = size.min(file.size - offset);
             let number = i as i32 + 1;
-            let body = ctx
+            let slot = Arc::new(DigestSlot::default());
+            let mut body = ctx
                 .source
                 .open(&file.path, offset, len)
                 .await
                 .map_err(|e| (reason::READ_ERROR, e.to_string()))?
                 .paced(ctx.limiter.clone());
+            if ctx.need_digests {
+                body = body.hashed(slot.clone());
+            }
             let etag = ctx
                 .dest
                 .upload_part(key, id, number, body)
                 .await
                 .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
-            let part = PartInfo {
-                number,
-                etag,
-                size: len,
+            let part = PartDone {
+                info: PartInfo {
+                    number,
+                    etag,
+                    size: len,
+                },
+                digests: slot.get(),
             };
             write_atomic(
                 &dir_ref.join(format!("part-{number:05}")),
-                format!("{} {}\n", part.etag, part.size).as_bytes(),
+                part.to_text().as_bytes(),
             )
             .map_err(state_err)?;
             Ok::<_, Failure>(part)
@@ -188,15 +255,20 @@ pub async fn upload(
         .buffer_unordered(ctx.job.upload_thread_num_per_large_file.max(1) as usize)
         .try_collect::<Vec<_>>()
         .await?;
-    let mut parts: Vec<PartInfo> = done.into_values().chain(sent).collect();
-    parts.sort_by_key(|p| p.number);
+    let mut parts: Vec<PartDone> = done.into_values().chain(sent).collect();
+    parts.sort_by_key(|p| p.info.number);
+    let infos: Vec<PartInfo> = parts.iter().map(|p| p.info.clone()).collect();
     let etag = ctx
         .dest
-        .complete_multipart(key, id, &parts)
+        .complete_multipart(key, id, &infos)
         .await
         .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
     let _ = fs::remove_dir_all(&dir);
-    Ok((etag, resumed))
+    Ok(Uploaded {
+        etag,
+        resumed,
+        expected: expected(&parts),
+    })
 }
 
 /// The upload to continue and its parts the server confirms, or `(None, empty)` to start over.
@@ -206,7 +278,7 @@ async fn resume(
     file: &SourceObject,
     part_size: u64,
     dir: &Path,
-) -> Result<(Option<String>, BTreeMap<i32, PartInfo>), Failure> {
+) -> Result<(Option<String>, BTreeMap<i32, PartDone>), Failure> {
     let Some(record) = fs::read_to_string(dir.join("UPLOAD"))
         .ok()
         .and_then(|t| UploadRecord::parse(&t))
@@ -233,8 +305,8 @@ async fn resume(
                 on_server
                     .get(n)
                     .is_some_and(|theirs| match bare(&theirs.etag) {
-                        e if e.is_empty() => theirs.size == mine.size,
-                        e => e == bare(&mine.etag),
+                        e if e.is_empty() => theirs.size == mine.info.size,
+                        e => e == bare(&mine.info.etag),
                     })
             });
             tracing::info!(key, parts = done.len(), "resuming multipart upload");

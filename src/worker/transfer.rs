@@ -1,23 +1,59 @@
 //! One file from source to destination: re-check of the source, key check, skip-existing,
-//! upload (single request or resumable multipart), MD5 metadata, and the audit after import.
+//! upload (single request or resumable multipart), MD5 metadata, and the audit after import;
+//! or, for `jobType=audit`, only the comparison.
 
 use std::sync::Arc;
 
-use crate::config::AuditMode;
+use crate::config::JobType;
 use crate::dest::{META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
 use crate::key::{content_type, object_key};
-use crate::source::{Md5Slot, Probe, SourceObject};
+use crate::source::{DigestSlot, Probe, SourceObject};
 use crate::task::record::{FileRecord, Outcome, reason};
 
+use super::verify::{Expected, Failure, hex, verify};
 use super::{JobContext, multipart};
 
-type Failure = (&'static str, String);
-
-/// Moves one file and says how it went; never fails the task by itself.
+/// Moves (or, in an audit job, checks) one file and says how it went; never fails the task.
 pub async fn transfer_file(ctx: &JobContext, file: &SourceObject, attempt: u32) -> FileRecord {
-    match transfer(ctx, file, attempt).await {
+    let result = match ctx.job.job_type {
+        JobType::Import => transfer(ctx, file, attempt).await,
+        JobType::Audit => audit_only(ctx, file).await,
+    };
+    match result {
         Ok(record) => record,
         Err((why, msg)) => FileRecord::new(Outcome::Failed, why, file.size, file.path.clone(), msg),
+    }
+}
+
+fn record(file: &SourceObject, outcome: Outcome, why: &str, detail: String) -> FileRecord {
+    FileRecord::new(outcome, why, file.size, file.path.clone(), detail)
+}
+
+/// Looks at the file again before using it; `Ok(Some(record))` ends the file early.
+async fn recheck(
+    ctx: &JobContext,
+    file: &SourceObject,
+    attempt: u32,
+) -> Result<Option<FileRecord>, Failure> {
+    match ctx.source.probe(&file.path).await {
+        Ok(Probe::Present(now)) if now.size != file.size => Err((
+            reason::SIZE_NOT_MATCH,
+            format!(
+                "listed with {} bytes, now {} bytes; it changed after listing",
+                file.size, now.size
+            ),
+        )),
+        Ok(Probe::Present(_)) => Ok(None),
+        // The user removed a file that had failed before: nothing is left to migrate.
+        Ok(Probe::Missing) if attempt > 1 => {
+            let why = "the file no longer exists in the source; nothing to retry";
+            Ok(Some(record(file, Outcome::Skipped, "REMOVED", why.into())))
+        }
+        Ok(Probe::Missing) => Err((
+            reason::FILE_NOT_FOUND,
+            "the file was deleted after it was listed".into(),
+        )),
+        Err(e) => Err((reason::READ_ERROR, e.to_string())),
     }
 }
 
@@ -26,32 +62,8 @@ async fn transfer(
     file: &SourceObject,
     attempt: u32,
 ) -> Result<FileRecord, Failure> {
-    let record = |outcome, why: &str, detail: String| {
-        FileRecord::new(outcome, why, file.size, file.path.clone(), detail)
-    };
-    match ctx.source.probe(&file.path).await {
-        Ok(Probe::Present(now)) if now.size != file.size => {
-            return Err((
-                reason::SIZE_NOT_MATCH,
-                format!(
-                    "listed with {} bytes, now {} bytes; it changed after listing",
-                    file.size, now.size
-                ),
-            ));
-        }
-        Ok(Probe::Present(_)) => {}
-        // The user removed a file that had failed before: nothing is left to migrate.
-        Ok(Probe::Missing) if attempt > 1 => {
-            let why = "the file no longer exists in the source; nothing to retry";
-            return Ok(record(Outcome::Skipped, "REMOVED", why.into()));
-        }
-        Ok(Probe::Missing) => {
-            return Err((
-                reason::FILE_NOT_FOUND,
-                "the file was deleted after it was listed".into(),
-            ));
-        }
-        Err(e) => return Err((reason::READ_ERROR, e.to_string())),
+    if let Some(done) = recheck(ctx, file, attempt).await? {
+        return Ok(done);
     }
     let key =
         object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;
@@ -64,7 +76,7 @@ async fn transfer(
         if existing.is_some_and(|m| is_same(&m, file)) {
             let why =
                 format!("key={key} already at the destination: same size, not older than the file");
-            return Ok(record(Outcome::Skipped, "EXISTS", why));
+            return Ok(record(file, Outcome::Skipped, "EXISTS", why));
         }
     }
     let mut opts = PutOptions {
@@ -72,15 +84,14 @@ async fn transfer(
         server_side_encryption: ctx.job.is_server_side_encryption,
         metadata: [(META_SRC_MTIME.to_string(), file.mtime.to_string())].into(),
     };
-    let uploaded = upload(ctx, &key, file, &mut opts).await;
-    let (etag, note) = match uploaded {
+    let (etag, note, expected) = match upload(ctx, &key, file, &mut opts).await {
         Ok(done) => done,
         Err(failure) => return Err(explain_failure(ctx, &key, file, failure).await),
     };
     // The body was read to exactly the listed length; a file that grew meanwhile was
     // changed while it was read.
     if let Ok(Probe::Present(now)) = ctx.source.probe(&file.path).await
-        && (now.size != file.size)
+        && now.size != file.size
     {
         return Err((
             reason::SIZE_NOT_MATCH,
@@ -91,17 +102,34 @@ async fn transfer(
         ));
     }
     let proof = if ctx.job.is_audit_after_import {
-        audit(ctx, &key, file, &opts)
-            .await
-            .map_err(|msg| (reason::AUDIT_FAILED, msg))?
+        verify(ctx, &key, file, ctx.job.audit_mode, expected).await?
     } else {
-        "audit=off"
+        "audit=off".into()
     };
     Ok(record(
+        file,
         Outcome::Ok,
         "",
         format!("key={key} etag={etag}{note} {proof}"),
     ))
+}
+
+/// `jobType=audit`: compare the file with its object, copy nothing.
+async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord, Failure> {
+    if ctx.job.last_modify > 0 && file.mtime > ctx.job.last_modify {
+        let why = format!(
+            "modified at {} after lastModify={}; not audited",
+            file.mtime, ctx.job.last_modify
+        );
+        return Ok(record(file, Outcome::Skipped, "MODIFIED", why));
+    }
+    if let Some(done) = recheck(ctx, file, 1).await? {
+        return Ok(done);
+    }
+    let key =
+        object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;
+    let proof = verify(ctx, &key, file, ctx.job.audit_mode, None).await?;
+    Ok(record(file, Outcome::Ok, "", format!("key={key} {proof}")))
 }
 
 /// Skip-existing: same size, and not older than the file — by the source mtime we recorded
@@ -117,34 +145,34 @@ fn is_same(meta: &ObjectMeta, file: &SourceObject) -> bool {
             .is_some_and(|t| t >= file.mtime)
 }
 
-/// Sends the file; returns the ETag and a note for audit.log.
+/// Sends the file; returns the ETag, a note for audit.log and the checksums of what was sent.
 async fn upload(
     ctx: &JobContext,
     key: &str,
     file: &SourceObject,
     opts: &mut PutOptions,
-) -> Result<(String, String), Failure> {
+) -> Result<(String, String, Option<Expected>), Failure> {
     if file.size > ctx.job.multipart_upload_threshold {
-        let (etag, resumed) = multipart::upload(ctx, key, file, opts).await?;
+        let up = multipart::upload(ctx, key, file, opts).await?;
         let mut note = String::new();
-        if resumed > 0 {
-            note.push_str(&format!(" resumed_parts={resumed}"));
+        if up.resumed > 0 {
+            note.push_str(&format!(" resumed_parts={}", up.resumed));
         }
         if ctx.record_md5 {
             // Parts go up in parallel and may resume after a crash, so no single read sees
             // the whole file in order: the original does not record it either.
             note.push_str(" md5=not-recorded(multipart)");
         }
-        return Ok((etag, note));
+        return Ok((up.etag, note, up.expected));
     }
-    let slot = Arc::new(Md5Slot::default());
+    let slot = Arc::new(DigestSlot::default());
     let mut body = ctx
         .source
         .open(&file.path, 0, file.size)
         .await
         .map_err(|e| (reason::READ_ERROR, e.to_string()))?
         .paced(ctx.limiter.clone());
-    if ctx.record_md5 {
+    if ctx.need_digests {
         body = body.hashed(slot.clone());
     }
     let etag = ctx
@@ -152,19 +180,23 @@ async fn upload(
         .put(key, body, opts)
         .await
         .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let digests = slot.get();
     let mut note = String::new();
-    if let Some(digest) = slot.get().filter(|_| ctx.record_md5) {
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        opts.metadata.insert(META_MD5.to_string(), hex.clone());
+    if let Some(d) = digests.filter(|_| ctx.record_md5) {
+        opts.metadata.insert(META_MD5.to_string(), hex(&d.md5));
         // The digest exists only once the body was sent; a server-side copy attaches it
         // without sending the bytes again.
         ctx.dest
             .replace_metadata(key, opts)
             .await
             .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
-        note = format!(" md5={hex}");
+        note = format!(" md5={}", hex(&d.md5));
     }
-    Ok((etag, note))
+    let expected = digests.map(|d| Expected {
+        etag: Some(hex(&d.md5)),
+        crc64: Some(d.crc64),
+    });
+    Ok((etag, note, expected))
 }
 
 /// Turns an upload failure into its real cause when the source changed meanwhile.
@@ -197,53 +229,4 @@ async fn explain_failure(
         }
         None => failure,
     }
-}
-
-/// Compares the object with the file per `auditMode`; says which checks proved it.
-async fn audit(
-    ctx: &JobContext,
-    key: &str,
-    file: &SourceObject,
-    opts: &PutOptions,
-) -> Result<&'static str, String> {
-    let meta = match ctx.dest.head(key).await {
-        Ok(Some(meta)) => meta,
-        Ok(None) => {
-            return Err(format!(
-                "MISSING: `{key}` is not at the destination after upload"
-            ));
-        }
-        Err(e) => return Err(e.message),
-    };
-    if meta.size != file.size {
-        return Err(format!(
-            "SIZE_NOT_MATCH: source {} bytes, destination {} bytes",
-            file.size, meta.size
-        ));
-    }
-    if ctx.job.audit_mode == AuditMode::Simple {
-        return Ok("audit=simple(size)");
-    }
-    if meta.last_modified.is_some_and(|t| t < file.mtime) {
-        return Err("MTIME_NOT_MATCH: the destination is older than the source file".into());
-    }
-    if meta
-        .content_type
-        .as_deref()
-        .is_some_and(|ct| ct != opts.content_type)
-    {
-        return Err(format!(
-            "HEADER_NOT_MATCH: Content-Type is {:?}, expected {:?}",
-            meta.content_type, opts.content_type
-        ));
-    }
-    for (k, v) in &opts.metadata {
-        if meta.metadata.get(k) != Some(v) {
-            return Err(format!(
-                "HEADER_NOT_MATCH: metadata {k} is {:?}, expected {v:?}",
-                meta.metadata.get(k)
-            ));
-        }
-    }
-    Ok("audit=general(size,mtime,headers)")
 }

@@ -1,0 +1,299 @@
+//! Proof that an object holds the file: the audit after import and the audit job.
+//!
+//! `simple` compares sizes; `general` adds last-modified (not older than the file), the
+//! Content-Type and our metadata; `detailed` adds the content, with the strongest proof the
+//! store gives without a download: its CRC-64 (OSS `x-oss-hash-crc64ecma`), else its ETag
+//! (the MD5 of a single-part upload, `md5(part md5s)-N` of a multipart one), and only when
+//! neither can be compared, a read-back of the object against the file.
+
+use std::io::Read;
+
+use futures::StreamExt;
+use md5::{Digest, Md5};
+
+use crate::config::AuditMode;
+use crate::dest::{META_SRC_MTIME, ObjectMeta};
+use crate::key::content_type;
+use crate::source::SourceObject;
+use crate::task::record::reason;
+
+use super::JobContext;
+use super::multipart::part_size;
+
+pub type Failure = (&'static str, String);
+
+/// The checksums of what was sent (or of the file, for an audit job).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// The ETag an S3 store gives these bytes: `<md5 hex>` or `<md5 of part md5s>-N`.
+    pub etag: Option<String>,
+    pub crc64: Option<u64>,
+}
+
+/// Checks the object against the file per `mode`; returns the audit.log words saying what
+/// proved it.
+///
+/// # Errors
+/// The reason (MISSING, SIZE_NOT_MATCH, MTIME_NOT_MATCH, HEADER_NOT_MATCH,
+/// CHECKSUM_NOT_MATCH) and a message.
+pub async fn verify(
+    ctx: &JobContext,
+    key: &str,
+    file: &SourceObject,
+    mode: AuditMode,
+    expected: Option<Expected>,
+) -> Result<String, Failure> {
+    let meta = match ctx.dest.head(key).await {
+        Ok(Some(meta)) => meta,
+        Ok(None) => {
+            return Err((
+                reason::MISSING,
+                format!("`{key}` is not at the destination"),
+            ));
+        }
+        Err(e) => return Err((reason::UPLOAD_ERROR, e.message)),
+    };
+    if meta.size != file.size {
+        let msg = format!(
+            "source {} bytes, destination {} bytes",
+            file.size, meta.size
+        );
+        return Err((reason::SIZE_NOT_MATCH, msg));
+    }
+    if mode == AuditMode::Simple {
+        return Ok("audit=simple(size; content not verified)".into());
+    }
+    general(key, file, &meta)?;
+    if mode == AuditMode::General {
+        return Ok("audit=general(size,mtime,headers; content not verified)".into());
+    }
+    let proof = content(ctx, key, file, &meta, expected).await?;
+    Ok(format!("audit=detailed(size,mtime,headers,{proof})"))
+}
+
+fn general(key: &str, file: &SourceObject, meta: &ObjectMeta) -> Result<(), Failure> {
+    if meta.last_modified.is_some_and(|t| t < file.mtime) {
+        return Err((
+            reason::MTIME_NOT_MATCH,
+            "the object is older than the file".into(),
+        ));
+    }
+    if let Some(recorded) = meta.metadata.get(META_SRC_MTIME)
+        && recorded.parse::<i64>().ok() != Some(file.mtime)
+    {
+        let msg = format!(
+            "the object was made from the file as of {recorded}, the file's mtime is {}",
+            file.mtime
+        );
+        return Err((reason::MTIME_NOT_MATCH, msg));
+    }
+    let want = content_type(key);
+    if meta.content_type.as_deref().is_some_and(|ct| ct != want) {
+        let msg = format!("Content-Type is {:?}, expected {want:?}", meta.content_type);
+        return Err((reason::HEADER_NOT_MATCH, msg));
+    }
+    Ok(())
+}
+
+fn bare(etag: &str) -> String {
+    etag.trim_matches('"').to_ascii_lowercase()
+}
+
+/// The content proof: `crc64`, `etag` or `read-back`.
+async fn content(
+    ctx: &JobContext,
+    key: &str,
+    file: &SourceObject,
+    meta: &ObjectMeta,
+    expected: Option<Expected>,
+) -> Result<&'static str, Failure> {
+    let mismatch = |what: &str| {
+        (
+            reason::CHECKSUM_NOT_MATCH,
+            format!("{what} of `{key}` differs from the file's"),
+        )
+    };
+    let etag = meta.etag.as_deref().map(bare);
+    let expected = match expected {
+        Some(e) => e,
+        None => {
+            let parts = etag
+                .as_deref()
+                .and_then(|e| e.split_once('-'))
+                .and_then(|(_, n)| n.parse::<u64>().ok());
+            from_file(ctx, file, parts).await?
+        }
+    };
+    if let (Some(theirs), Some(ours)) = (meta.crc64, expected.crc64) {
+        return if theirs == ours {
+            Ok("crc64")
+        } else {
+            Err(mismatch("CRC-64"))
+        };
+    }
+    if let (Some(theirs), Some(ours)) = (&etag, &expected.etag) {
+        if theirs == ours {
+            return Ok("etag");
+        }
+        // A single-part ETag is the MD5 of the content: a difference is final. A multipart
+        // one also depends on part sizes we may not know, so the bytes decide.
+        if !theirs.contains('-') && theirs.len() == 32 {
+            return Err(mismatch("the ETag (MD5)"));
+        }
+    }
+    read_back(ctx, key, file).await?;
+    Ok("read-back")
+}
+
+/// The checksums of the file itself, read once: its MD5 or, when the object has `parts`
+/// parts of our part size, the multipart ETag; and its CRC-64.
+async fn from_file(
+    ctx: &JobContext,
+    file: &SourceObject,
+    parts: Option<u64>,
+) -> Result<Expected, Failure> {
+    let Some(path) = ctx.source.local_path(&file.path) else {
+        return Ok(Expected::default());
+    };
+    let psize = part_size(file.size, ctx.job.multipart_upload_part_size);
+    let split = parts
+        .filter(|n| *n == file.size.div_ceil(psize).max(1))
+        .map(|_| psize);
+    let size = file.size;
+    tokio::task::spawn_blocking(move || -> std::io::Result<Expected> {
+        let mut f = std::fs::File::open(&path)?.take(size);
+        let mut whole = Md5::new();
+        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Xz);
+        let mut part = Md5::new();
+        let mut part_md5s = Vec::new();
+        let mut in_part = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let mut chunk = &buf[..n];
+            whole.update(chunk);
+            crc.update(chunk);
+            while let Some(ps) = split.filter(|_| !chunk.is_empty()) {
+                let take = ((ps - in_part) as usize).min(chunk.len());
+                part.update(&chunk[..take]);
+                in_part += take as u64;
+                chunk = &chunk[take..];
+                if in_part == ps {
+                    part_md5s.push(std::mem::take(&mut part).finalize());
+                    in_part = 0;
+                }
+            }
+        }
+        if in_part > 0 {
+            part_md5s.push(part.finalize());
+        }
+        let etag = match split {
+            Some(_) => multipart_etag(part_md5s.iter().map(|d| <[u8; 16]>::from(*d))),
+            None => hex(&whole.finalize()),
+        };
+        Ok(Expected {
+            etag: Some(etag),
+            crc64: Some(crc.finalize()),
+        })
+    })
+    .await
+    .map_err(|e| (reason::READ_ERROR, e.to_string()))?
+    .map_err(|e| {
+        (
+            reason::READ_ERROR,
+            format!("cannot read the file to check it: {e}"),
+        )
+    })
+}
+
+/// `md5(concat(part md5s))-N`, the ETag S3 stores give a multipart upload.
+pub fn multipart_etag(part_md5s: impl Iterator<Item = [u8; 16]>) -> String {
+    let mut md5 = Md5::new();
+    let mut n = 0;
+    for d in part_md5s {
+        md5.update(d);
+        n += 1;
+    }
+    format!("{}-{n}", hex(&md5.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Downloads the object and compares it with the file byte for byte.
+async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(), Failure> {
+    let Some(path) = ctx.source.local_path(&file.path) else {
+        return Err((
+            reason::CHECKSUM_NOT_MATCH,
+            "no checksum to compare and no local file to read back".into(),
+        ));
+    };
+    let mut remote = ctx
+        .dest
+        .read(key)
+        .await
+        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let mut local = tokio::io::BufReader::new(
+        tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| (reason::READ_ERROR, e.to_string()))?,
+    );
+    let mut buf = Vec::new();
+    let mut seen = 0u64;
+    while let Some(chunk) = remote.next().await {
+        let chunk = chunk.map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+        buf.resize(chunk.len(), 0);
+        use tokio::io::AsyncReadExt;
+        local.read_exact(&mut buf).await.map_err(|_| {
+            (
+                reason::CHECKSUM_NOT_MATCH,
+                format!("`{key}` is longer than the file"),
+            )
+        })?;
+        if buf[..] != chunk[..] {
+            return Err((
+                reason::CHECKSUM_NOT_MATCH,
+                format!("`{key}` differs from the file at byte {seen} or after (read back)"),
+            ));
+        }
+        seen += chunk.len() as u64;
+    }
+    if seen != file.size {
+        return Err((
+            reason::CHECKSUM_NOT_MATCH,
+            format!("`{key}` has {seen} bytes, the file {}", file.size),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc64_is_the_xz_variant_oss_uses() {
+        // The CRC-64/XZ check value (OSS's crc64ecma of "123456789").
+        assert_eq!(
+            crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, b"123456789"),
+            0x995D_C9BB_DF19_39FA
+        );
+    }
+
+    #[test]
+    fn multipart_etag_is_md5_of_part_md5s() {
+        let a: [u8; 16] = Md5::digest(b"part one").into();
+        let b: [u8; 16] = Md5::digest(b"part two").into();
+        let mut cat = Vec::new();
+        cat.extend_from_slice(&a);
+        cat.extend_from_slice(&b);
+        assert_eq!(
+            multipart_etag([a, b].into_iter()),
+            format!("{}-2", hex(&Md5::digest(&cat)))
+        );
+    }
+}

@@ -1,0 +1,365 @@
+//! Verification, audit jobs, incremental mode and reports, against the sandbox on 127.0.0.1.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::proxy::{Faults, Proxy};
+use common::*;
+
+const LONG: Duration = Duration::from_secs(240);
+const MIB: usize = 1024 * 1024;
+
+fn content(seed: usize, len: usize) -> Vec<u8> {
+    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn put(sandbox: &Sandbox, key: &str, bytes: &[u8]) {
+    let client = sandbox.client();
+    rt().block_on(
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(bytes.to_vec().into())
+            .send(),
+    )
+    .expect("put");
+}
+
+fn delete(sandbox: &Sandbox, key: &str) {
+    let client = sandbox.client();
+    rt().block_on(client.delete_object().bucket(BUCKET).key(key).send())
+        .expect("delete");
+}
+
+/// `path → (result, reason, detail)` of the last attempt, from every finished task.
+fn results(pkg: &Package) -> std::collections::BTreeMap<String, (String, String, String)> {
+    let mut out = std::collections::BTreeMap::new();
+    for state in ["succeed_tasks", "failed_tasks"] {
+        for task in pkg.task_dirs(state) {
+            for line in std::fs::read_to_string(task.join("audit.log"))
+                .unwrap()
+                .lines()
+            {
+                let f: Vec<&str> = line.split('\t').collect();
+                if !line.starts_with('#') && f.len() == 6 {
+                    out.insert(
+                        f[4].to_string(),
+                        (f[1].to_string(), f[2].to_string(), f[5].to_string()),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+fn run_to_end(pkg: &Package) -> String {
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    pkg.ok(&["stop"]);
+    stat
+}
+
+/// Starts the same job over (clean, submit) with other settings.
+fn again(pkg: &mut Package, settings: &[(&str, &str)]) -> String {
+    pkg.ok(&["clean"]);
+    for (k, v) in settings {
+        pkg.set(k, v);
+    }
+    run_to_end(pkg)
+}
+
+#[test]
+fn detailed_audit_catches_bytes_changed_on_the_server_and_general_says_it_did_not_look() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    let original = content(1, 100_000);
+    pkg.file("doc.bin", &original);
+    pkg.file("other.txt", b"untouched");
+    assert!(run_to_end(&pkg).contains("JobState:Succeed"));
+
+    // Change the stored bytes in the sandbox's data folder, same size. s3s-fs caches the
+    // ETag it computed at upload in a sidecar; removing it makes the server report the
+    // checksum of what it now stores, as a store does after its object changed.
+    let mut changed = original.clone();
+    changed[50_000] ^= 0xFF;
+    std::fs::write(sandbox.data.join(BUCKET).join("doc.bin"), &changed).unwrap();
+    for e in std::fs::read_dir(&sandbox.data).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".internal.json") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+
+    let stat = again(&mut pkg, &[("jobType", "audit"), ("auditMode", "general")]);
+    assert!(
+        stat.contains("JobState:Succeed"),
+        "general does not look at content: {stat}"
+    );
+    let r = results(&pkg);
+    assert!(
+        r["doc.bin"].2.contains("content not verified"),
+        "{:?}",
+        r["doc.bin"]
+    );
+
+    let stat = again(&mut pkg, &[("jobType", "audit"), ("auditMode", "detailed")]);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let r = results(&pkg);
+    assert_eq!(
+        (r["doc.bin"].0.as_str(), r["doc.bin"].1.as_str()),
+        ("FAILED", "CHECKSUM_NOT_MATCH")
+    );
+    assert_eq!(r["other.txt"].0, "OK");
+    assert!(
+        r["other.txt"]
+            .2
+            .contains("audit=detailed(size,mtime,headers,etag)"),
+        "{:?}",
+        r["other.txt"]
+    );
+}
+
+#[test]
+fn multipart_etags_we_compute_match_the_server_for_1_2_and_11_parts() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("multipartUploadThreshold", "5m");
+    pkg.set("multipartUploadPartSize", "6m");
+    pkg.set("auditMode", "detailed");
+    pkg.file("one.bin", &content(1, 5 * MIB + 100));
+    pkg.file("two.bin", &content(2, 11 * MIB));
+    pkg.file("eleven.bin", &content(11, 61 * MIB));
+    pkg.file("single.bin", &content(3, 1000));
+    let stat = run_to_end(&pkg);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    let r = results(&pkg);
+    for (file, parts) in [("one.bin", 1), ("two.bin", 2), ("eleven.bin", 11)] {
+        let detail = &r[file].2;
+        assert!(detail.contains(&format!("-{parts}\"")), "{file}: {detail}");
+        assert!(
+            detail.contains("audit=detailed(size,mtime,headers,etag)"),
+            "{file}: {detail}"
+        );
+    }
+    assert!(
+        r["single.bin"]
+            .2
+            .contains("audit=detailed(size,mtime,headers,etag)")
+    );
+    assert_eq!(sandbox.objects(), pkg.source_files());
+
+    // An audit job recomputes the same ETags from the files alone.
+    let stat = again(&mut pkg, &[("jobType", "audit")]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert!(
+        results(&pkg).values().all(|r| r.2.contains(",etag)")),
+        "{:?}",
+        results(&pkg)
+    );
+}
+
+#[test]
+fn an_audit_job_reports_exactly_the_missing_and_different_objects_and_uploads_nothing() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("destDomain", &proxy.endpoint);
+    for i in 0..20 {
+        pkg.file(&format!("f{i:02}.bin"), &content(i, 1000 + i));
+    }
+    assert!(run_to_end(&pkg).contains("JobState:Succeed"));
+    for i in [1, 2, 3] {
+        delete(&sandbox, &format!("f{i:02}.bin"));
+    }
+    put(&sandbox, "f04.bin", &content(4, 10));
+    put(&sandbox, "f05.bin", &content(5, 5000));
+    put(&sandbox, "f06.bin", &content(600, 1006));
+    let requests_before = proxy.requests().len();
+
+    let stat = again(&mut pkg, &[("jobType", "audit"), ("auditMode", "detailed")]);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let errors: Vec<String> = pkg
+        .task_dirs("failed_tasks")
+        .iter()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.join("error.list"))
+                .unwrap()
+                .lines()
+                .map(|l| l.split('\t').take(2).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut errors = errors;
+    errors.sort();
+    assert_eq!(
+        errors,
+        vec![
+            "CHECKSUM_NOT_MATCH f06.bin",
+            "MISSING f01.bin",
+            "MISSING f02.bin",
+            "MISSING f03.bin",
+            "SIZE_NOT_MATCH f04.bin",
+            "SIZE_NOT_MATCH f05.bin",
+        ]
+    );
+    let writes = proxy.requests()[requests_before..]
+        .iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .count();
+    assert_eq!(writes, 0, "an audit job copies nothing");
+    assert!(!sandbox.objects().contains_key("f01.bin"));
+}
+
+#[test]
+fn incremental_mode_uploads_exactly_the_new_and_changed_files_in_the_next_round() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("destDomain", &proxy.endpoint);
+    pkg.set("isIncremental", "true");
+    pkg.set("incrementalModeInterval", "3");
+    let past = SystemTime::now() - Duration::from_secs(600);
+    for i in 0..10 {
+        pkg.file(&format!("d/f{i}.txt"), &content(i, 100));
+        let f = std::fs::File::options()
+            .write(true)
+            .open(pkg.src().join(format!("d/f{i}.txt")))
+            .unwrap();
+        f.set_modified(past).unwrap();
+    }
+    let out = std::process::Command::new(BIN)
+        .arg("submit")
+        .env("OSSIMPORT_MIN_INCREMENTAL_INTERVAL", "1")
+        .current_dir(pkg.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    pkg.ok(&["start"]);
+    let round_done = |round: u32| {
+        let marker = pkg.path(&format!(
+            "master/jobs/local_test/checkpoints/{round}/SCAN_FINISHED"
+        ));
+        let started = std::time::Instant::now();
+        loop {
+            let stat = pkg.stat();
+            if marker.exists() && stat.contains("PendingTasks:0\nDispatchedTasks:0\n") {
+                return stat;
+            }
+            assert!(
+                started.elapsed() < LONG,
+                "round {round} did not finish: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let stat = round_done(0);
+    assert!(
+        stat.contains("JobState:Running"),
+        "an incremental job stays Running: {stat}"
+    );
+    let puts_round0 = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .count();
+    assert_eq!(puts_round0, 10);
+
+    for i in 0..3 {
+        pkg.file(&format!("d/new{i}.txt"), &content(100 + i, 50));
+    }
+    pkg.file("d/f4.txt", &content(44, 120));
+    let stat = round_done(1);
+    assert!(stat.contains("JobState:Running"), "{stat}");
+    let puts_round1: Vec<String> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .skip(puts_round0)
+        .map(|r| r.path.clone())
+        .collect();
+    let mut puts_round1 = puts_round1;
+    puts_round1.sort();
+    assert_eq!(
+        puts_round1,
+        vec![
+            "/test-bucket/d/f4.txt",
+            "/test-bucket/d/new0.txt",
+            "/test-bucket/d/new1.txt",
+            "/test-bucket/d/new2.txt"
+        ]
+    );
+    assert!(pkg.path("master/jobs/local_test/checkpoints/1").is_dir());
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
+
+#[test]
+fn stat_json_matches_the_task_folders_and_the_report_lists_failed_files() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("taskObjectCountLimit", "4");
+    for i in 0..10 {
+        pkg.file(&format!("ok/f{i}.txt"), &content(i, 10 + i));
+    }
+    let long = format!("bad/{}x.txt", format!("{}/", "n".repeat(200)).repeat(6));
+    pkg.file(&long, b"key too long");
+    let stat = run_to_end(&pkg);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+
+    let out = pkg.run(&["stat", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stat --json is JSON");
+    assert_eq!(doc["job"], "local_test");
+    assert_eq!(doc["state"], "Failed");
+    assert_eq!(
+        doc["tasks"]["succeed"],
+        pkg.task_dirs("succeed_tasks").len()
+    );
+    assert_eq!(doc["tasks"]["failed"], pkg.task_dirs("failed_tasks").len());
+    assert_eq!(doc["tasks"]["pending"], 0);
+    assert_eq!(doc["files"]["listed"], 11);
+    assert_eq!(doc["files"]["done"], 11);
+    assert_eq!(doc["files"]["ok"], 10);
+    assert_eq!(doc["files"]["failed"], 1);
+    let bytes: u64 = pkg.source_files().values().map(|b| b.len() as u64).sum();
+    assert_eq!(doc["bytes"]["listed"], bytes);
+
+    let report = std::fs::read_to_string(pkg.path("master/jobs/local_test/report.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{report}");
+    assert_eq!(lines[0]["reason"], "INVALID_KEY");
+    assert_eq!(lines[0]["path"], long.as_str());
+    assert_eq!(lines[0]["result"], "FAILED");
+    assert!(lines[0]["key"].is_null());
+}
+
+#[test]
+fn stat_watch_prints_plain_lines_when_not_on_a_terminal_and_ends_with_the_block() {
+    let sandbox = Sandbox::start();
+    let pkg = Package::new(&sandbox);
+    pkg.file("a.txt", b"a");
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let out = pkg.run(&["stat", "--watch"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("JobState:Succeed"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("files "),
+        "{}",
+        text(&out)
+    );
+}
