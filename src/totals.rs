@@ -87,7 +87,7 @@ impl Totals {
 
 /// The number after `key` in a `key=value` text (0 when absent).
 fn field(text: &str, key: &str) -> u64 {
-    text.split(|c: char| c == '\n' || c == ' ')
+    text.split(['\n', ' '])
         .find_map(|w| w.strip_prefix(key))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)

@@ -60,7 +60,7 @@ fn watch(workdir: &WorkDir, name: &str) -> Result<JobStat> {
                 bar.set_message(files);
             }
             // Not a terminal: a plain line every 10 s, for logs.
-            None if ticks % 10 == 0 => eprintln!(
+            None if ticks.is_multiple_of(10) => eprintln!(
                 "{} JobState:{} {files} bytes {}/{} rate {:.0} B/s",
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
                 stat.state.word(),
