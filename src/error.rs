@@ -33,6 +33,13 @@ pub enum Error {
 
     #[error("source: {0}")]
     Source(String),
+
+    /// One entry of the listing could not be read; the rest of the listing goes on.
+    #[error("cannot list `{path}`: {message}")]
+    Listing {
+        path: crate::source::RelPath,
+        message: String,
+    },
 }
 
 impl Error {

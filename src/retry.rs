@@ -20,6 +20,7 @@ const STAGING_PREFIX: &str = ".retry-";
 /// # Errors
 /// When a task folder cannot be read, written or moved.
 pub fn retry_failed(workdir: &WorkDir, job: &str) -> Result<usize> {
+    finish_staged(workdir, job)?;
     let failed = crate::workdir::list_names(&workdir.state_dir(job, TaskState::Failed))?;
     for name in &failed {
         let staged = workdir.task_dir(job, TaskState::Pending, &format!("{STAGING_PREFIX}{name}"));
@@ -50,16 +51,23 @@ pub fn finish_staged(workdir: &WorkDir, job: &str) -> Result<()> {
     Ok(())
 }
 
+/// Narrows a staged task to its failed files and makes it pending. Every step can be
+/// redone after a crash with the same result: the narrowed TASK is first written beside the
+/// old one (`TASK.narrowed`), and only then do the old files go.
 fn convert(workdir: &WorkDir, job: &str, staged: &std::path::Path) -> Result<()> {
     let task_file = staged.join("TASK");
-    let mut spec = TaskSpec::read(&task_file)?;
+    let narrowed = staged.join("TASK.narrowed");
     let error_list = staged.join("error.list");
-    // No error.list means an earlier run already narrowed TASK down to the failed files.
-    if let Ok(text) = fs::read_to_string(&error_list) {
+    if !narrowed.exists()
+        && let Ok(text) = fs::read_to_string(&error_list)
+    {
+        let mut spec = TaskSpec::read(&task_file)?;
         let failed: HashSet<_> = parse_error_list(&text).into_iter().collect();
         spec.files.retain(|f| failed.contains(&f.path));
         spec.attempt += 1;
-        write_atomic(&task_file, spec.to_text().as_bytes())?;
+        write_atomic(&narrowed, spec.to_text().as_bytes())?;
+    }
+    if narrowed.exists() {
         let audit = staged.join("audit.log");
         if audit.exists() {
             rename_durable(&audit, &staged.join(PREVIOUS_AUDIT))?;
@@ -67,12 +75,24 @@ fn convert(workdir: &WorkDir, job: &str, staged: &std::path::Path) -> Result<()>
         for leftover in ["STATUS", "DONE", "error.list"] {
             let _ = fs::remove_file(staged.join(leftover));
         }
-        crate::workdir::sync_dir(staged)
-            .map_err(|e| crate::Error::io("cannot sync folder", staged, e))?;
+        rename_durable(&narrowed, &task_file)?;
     }
+    let spec = TaskSpec::read(&task_file)?;
     let id = TaskId::new(spec.content_hash());
     rename_durable(
         staged,
         &workdir.task_dir(job, TaskState::Pending, &id.to_string()),
     )
+}
+
+/// Retries staged but not yet pending (a `retry` interrupted by a crash); `stat` counts
+/// them as pending.
+pub fn staged_count(workdir: &WorkDir, job: &str) -> usize {
+    fs::read_dir(workdir.state_dir(job, TaskState::Pending))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(STAGING_PREFIX))
+                .count()
+        })
+        .unwrap_or(0)
 }

@@ -45,7 +45,14 @@ pub async fn run(conf_dir: PathBuf, sys: SysConfig, workdir: WorkDir) -> Result<
     while !cancel.is_cancelled() {
         match find_job(&conf_dir, &workdir) {
             Ok(Some(job)) if !aborted => {
+                let name = job.job_name.clone();
                 if let Err(e) = run_job(Arc::new(job), &sys, &workdir, &cancel).await {
+                    // Whatever stopped the job is shown by `stat` (JobState:Abort and the
+                    // reason), so import.sh and users do not wait on a job that cannot move.
+                    let abort_file = workdir.abort_file(&name);
+                    if !abort_file.exists() {
+                        let _ = write_atomic(&abort_file, e.to_string().as_bytes());
+                    }
                     tracing::error!(
                         "{e}; fix the cause, then `console.sh stop` and `console.sh start`"
                     );
@@ -142,7 +149,11 @@ async fn run_job(
         secret_key: job.dest_secret_key.expose(),
     });
     let dest: Arc<dyn Destination> = Arc::new(RetryingDestination::new(s3, REQUEST_TRIES));
-    dest.check_access().await.map_err(|e| abort(e.message))?;
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(()),
+        checked = dest.check_access() => checked.map_err(|e| abort(e.message))?,
+    }
     let source = crate::source::open_source(&job).map_err(|e| abort(e.to_string()))?;
     workdir.create_job_layout(&name)?;
     crate::retry::finish_staged(workdir, &name)?;
@@ -185,10 +196,15 @@ async fn run_job(
         );
         runners.spawn(async move {
             while let Ok(id) = rx.recv().await {
+                if ctx.cancel.is_cancelled() {
+                    // Left in dispatched: the next start resumes it.
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
                 match run_task(ctx.clone(), id.clone()).await {
                     Ok(Some(o)) => tracing::info!(task = %id, ok = o.ok, skipped = o.skipped, failed = o.failed, "task finished"),
                     Ok(None) => {}
-                    Err(e) => tracing::error!(task = %id, "task stopped: {e}; it resumes at the next start"),
+                    Err(e) => ctx.abort(format!("task {id} could not go on: {e}")),
                 }
                 in_flight.fetch_sub(1, Ordering::SeqCst);
                 wake.notify_one();

@@ -71,7 +71,7 @@ impl JobStat {
         let mut stat = JobStat {
             name: job.to_string(),
             state: JobState::Stopped,
-            pending: count(TaskState::Pending)?,
+            pending: count(TaskState::Pending)? + crate::retry::staged_count(workdir, job),
             dispatched: count(TaskState::Dispatched)?,
             running: progress.len(),
             succeed: count(TaskState::Succeed)?,

@@ -473,6 +473,7 @@ fn an_unreadable_file_fails_alone() {
     let pkg = Package::new(&sandbox);
     pkg.file("ok.txt", b"fine");
     pkg.file("secret.txt", b"no access");
+    pkg.file("locked/inner.txt", b"in a folder nobody may list");
     let root = unsafe_is_root();
     let run = |args: &[&str]| {
         let mut cmd = if root {
@@ -500,6 +501,11 @@ fn an_unreadable_file_fails_alone() {
         std::fs::Permissions::from_mode(0o000),
     )
     .unwrap();
+    std::fs::set_permissions(
+        pkg.src().join("locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     run(&["submit"]);
     run(&["start"]);
     let started = Instant::now();
@@ -515,9 +521,14 @@ fn an_unreadable_file_fails_alone() {
     assert!(stat.contains("JobState:Failed"), "{stat}");
     let errors = error_lists(&pkg);
     assert!(
-        errors.starts_with("READ_ERROR\tsecret.txt\t") && errors.contains("ermission denied"),
+        errors.contains("READ_ERROR\tsecret.txt\t") && errors.contains("ermission denied"),
         "{errors}"
     );
+    assert!(
+        errors.contains("READ_ERROR\tlocked\tcannot list it"),
+        "an unlistable folder is reported: {errors}"
+    );
+    assert_eq!(errors.lines().count(), 2, "{errors}");
     assert_eq!(sandbox.objects().keys().collect::<Vec<_>>(), vec!["ok.txt"]);
 }
 

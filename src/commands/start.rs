@@ -91,7 +91,17 @@ fn detach(_cmd: &mut Command) {}
 pub fn serve(console: &Console) -> Result<u8> {
     let (sys, warnings) = console.sys()?;
     let workdir = WorkDir::new(&sys.working_dir);
-    let Some(_lock) = ServiceLock::try_acquire(&workdir)? else {
+    // `stat` and `stop` probe the lock by taking it for an instant; retry briefly so such a
+    // probe is not mistaken for a running service.
+    let mut lock = ServiceLock::try_acquire(&workdir)?;
+    for _ in 0..20 {
+        if lock.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        lock = ServiceLock::try_acquire(&workdir)?;
+    }
+    let Some(_lock) = lock else {
         return Err(already_running(&workdir));
     };
     let logs = workdir.logs_dir();

@@ -74,6 +74,8 @@ impl S3Destination {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
+                    // A stalled connection becomes a retried error instead of a hang.
+                    .read_timeout(Duration::from_secs(120))
                     .build(),
             )
             .build();

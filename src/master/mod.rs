@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::source::{ScanUnit, Source, SourceObject};
+use crate::source::{RelPath, ScanUnit, Source, SourceObject};
+use crate::task::record::{FileRecord, Outcome, reason};
 use crate::task::{TaskId, TaskSpec};
 use crate::workdir::{
     TaskState, WorkDir, list_names, rename_durable, sync_dir, temp_sibling, write_atomic,
@@ -180,30 +181,37 @@ impl Master {
         if cpt.finished {
             return Ok(());
         }
-        let resumed = cpt.tasks > 0;
         let (tx, mut rx) = mpsc::channel(1024);
         let lister = {
             let (source, unit, after) = (self.source.clone(), unit.clone(), cpt.last.clone());
             tokio::spawn(async move { source.list(&unit, after, tx).await })
         };
         let mut batch: Vec<SourceObject> = Vec::new();
+        let mut unlisted = Vec::new();
         let mut batch_bytes = 0u64;
-        let mut check_duplicate = resumed;
+        // The first task after a (re)start may have been persisted just before a crash that
+        // came before its checkpoint: look for it (by content hash) before making it again.
+        let mut check_duplicate = true;
         loop {
             let item = tokio::select! {
-                item = rx.recv() => item,
+                biased;
                 () = self.cancel.cancelled() => {
                     lister.abort();
                     return Ok(());
                 }
+                item = rx.recv() => item,
             };
             let Some(item) = item else { break };
             let obj = match item {
                 Ok(obj) => obj,
-                Err(e) => {
-                    tracing::warn!("scan: {e}; the rest of the listing goes on");
+                Err(Error::Listing { path, message }) => {
+                    tracing::warn!(
+                        "scan: cannot list `{path}`: {message}; the rest of the listing goes on"
+                    );
+                    unlisted.push((path, message));
                     continue;
                 }
+                Err(e) => return Err(e),
             };
             if !since.takes(obj.mtime) {
                 continue;
@@ -230,8 +238,67 @@ impl Master {
         if !batch.is_empty() {
             self.persist((unit, round), batch, &mut cpt, &cpt_path, check_duplicate)?;
         }
+        if !unlisted.is_empty() {
+            self.persist_unlisted(unit, round, unlisted)?;
+        }
         cpt.finished = true;
         cpt.save(&cpt_path)
+    }
+
+    /// Entries the listing could not read become a failed task of their own (error.list says
+    /// READ_ERROR), so the job ends Failed and says which, instead of silently missing them.
+    fn persist_unlisted(
+        &self,
+        unit: &ScanUnit,
+        round: u32,
+        unlisted: Vec<(RelPath, String)>,
+    ) -> Result<()> {
+        let spec = TaskSpec {
+            job: self.job.job_name.clone(),
+            round,
+            unit: unit.id.clone(),
+            attempt: 1,
+            files: unlisted
+                .iter()
+                .map(|(path, _)| SourceObject {
+                    path: path.clone(),
+                    size: 0,
+                    mtime: 0,
+                })
+                .collect(),
+        };
+        let hash = spec.content_hash();
+        if task_exists(&self.workdir, &spec.job, &hash)? {
+            return Ok(());
+        }
+        let records: Vec<FileRecord> = unlisted
+            .into_iter()
+            .map(|(path, msg)| {
+                FileRecord::new(
+                    Outcome::Failed,
+                    reason::READ_ERROR,
+                    0,
+                    path,
+                    format!("cannot list it: {msg}"),
+                )
+            })
+            .collect();
+        let audit: String = records.iter().map(FileRecord::audit_line).collect();
+        let errors: String = records.iter().map(FileRecord::error_line).collect();
+        let id = TaskId::new(hash);
+        let final_dir = self
+            .workdir
+            .task_dir(&spec.job, TaskState::Failed, &id.to_string());
+        let tmp = temp_sibling(&final_dir);
+        fs::create_dir_all(&tmp).ctx("cannot create folder", &tmp)?;
+        write_atomic(&tmp.join("TASK"), spec.to_text().as_bytes())?;
+        write_atomic(
+            &tmp.join("audit.log"),
+            format!("# task {id}\n{audit}").as_bytes(),
+        )?;
+        write_atomic(&tmp.join("error.list"), errors.as_bytes())?;
+        write_atomic(&tmp.join("STATUS"), b"Failed")?;
+        rename_durable(&tmp, &final_dir)
     }
 
     fn persist(

@@ -119,7 +119,10 @@ impl LocalSource {
                     match self.file_meta(entry.path(), entry.path_is_symlink()) {
                         Ok(Some(meta)) => Ok(self.stat(&rel, &meta)),
                         Ok(None) => continue,
-                        Err(e) => Err(Error::io("cannot read source file", entry.path(), e)),
+                        Err(e) => Err(Error::Listing {
+                            path: rel,
+                            message: e.to_string(),
+                        }),
                     }
                 }
                 Err(e) => {
@@ -127,10 +130,13 @@ impl LocalSource {
                         .path()
                         .map(Path::to_path_buf)
                         .unwrap_or_else(|| base.clone());
-                    Err(Error::Source(format!(
-                        "cannot list `{}`: {e}",
-                        path.display()
-                    )))
+                    let message = e
+                        .io_error()
+                        .map_or_else(|| e.to_string(), ToString::to_string);
+                    Err(Error::Listing {
+                        path: rel_of(&path),
+                        message,
+                    })
                 }
             };
             if out.blocking_send(item).is_err() {

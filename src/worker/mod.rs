@@ -43,7 +43,7 @@ pub struct JobContext {
 
 impl JobContext {
     /// Stops the job on an unexpected error (`workerAbortWhenUncatchedException=true`).
-    fn abort(&self, reason: String) {
+    pub fn abort(&self, reason: String) {
         let mut slot = self.abort_reason.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(reason);
         self.cancel.cancel();
@@ -85,8 +85,9 @@ pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOut
             continue;
         }
         let permit = tokio::select! {
-            permit = ctx.file_permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            biased;
             () = ctx.cancel.cancelled() => break,
+            permit = ctx.file_permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
         };
         let (ctx, tx, spec) = (ctx.clone(), tx.clone(), spec.clone());
         running.spawn(async move {
@@ -117,6 +118,10 @@ pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOut
         .map_err(|e| Error::Internal(format!("journal writer failed: {e}")))??;
     if !unexpected.is_empty() {
         tracing::error!(task = %id, "unexpected errors: {}", unexpected.join("; "));
+        if ctx.cancel.is_cancelled() {
+            // Stopping: files without a record resume at the next start.
+            return Ok(None);
+        }
         if ctx.abort_on_unexpected {
             ctx.abort(unexpected.join("; "));
             return Ok(None);

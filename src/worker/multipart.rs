@@ -258,17 +258,34 @@ pub async fn upload(
     let mut parts: Vec<PartDone> = done.into_values().chain(sent).collect();
     parts.sort_by_key(|p| p.info.number);
     let infos: Vec<PartInfo> = parts.iter().map(|p| p.info.clone()).collect();
-    let etag = ctx
-        .dest
-        .complete_multipart(key, id, &infos)
-        .await
-        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let etag = match ctx.dest.complete_multipart(key, id, &infos).await {
+        Ok(etag) => etag,
+        Err(e) => completed_anyway(ctx, key, file, infos.len())
+            .await
+            .ok_or((reason::UPLOAD_ERROR, e.message))?,
+    };
     let _ = fs::remove_dir_all(&dir);
     Ok(Uploaded {
         etag,
         resumed,
         expected: expected(&parts),
     })
+}
+
+/// A retried CompleteMultipartUpload whose first try succeeded but whose answer was lost gets
+/// NoSuchUpload: the object is there, made of our parts, if its size and `-N` ETag say so.
+async fn completed_anyway(
+    ctx: &JobContext,
+    key: &str,
+    file: &SourceObject,
+    parts: usize,
+) -> Option<String> {
+    let meta = ctx.dest.head(key).await.ok()??;
+    let etag = meta.etag?;
+    let ours = meta.size == file.size
+        && etag.trim_matches('"').ends_with(&format!("-{parts}"))
+        && meta.metadata.get(crate::dest::META_SRC_MTIME) == Some(&file.mtime.to_string());
+    ours.then_some(etag)
 }
 
 /// The upload to continue and its parts the server confirms, or `(None, empty)` to start over.

@@ -29,25 +29,35 @@ fn record(file: &SourceObject, outcome: Outcome, why: &str, detail: String) -> F
     FileRecord::new(outcome, why, file.size, file.path.clone(), detail)
 }
 
-/// Looks at the file again before using it; `Ok(Some(record))` ends the file early.
-async fn recheck(
-    ctx: &JobContext,
-    file: &SourceObject,
-    attempt: u32,
-) -> Result<Option<FileRecord>, Failure> {
+/// What the second look at a file decided.
+enum Checked {
+    /// Go on with the file as it is now (a retry takes the file's current size; a first run
+    /// its current mtime, so a resumed upload notices a rewrite in place).
+    Use(SourceObject),
+    /// The file is done with, with this record.
+    Done(FileRecord),
+}
+
+/// Looks at the file again before using it.
+async fn recheck(ctx: &JobContext, file: &SourceObject, attempt: u32) -> Result<Checked, Failure> {
     match ctx.source.probe(&file.path).await {
-        Ok(Probe::Present(now)) if now.size != file.size => Err((
+        Ok(Probe::Present(now)) if now.size != file.size && attempt == 1 => Err((
             reason::SIZE_NOT_MATCH,
             format!(
                 "listed with {} bytes, now {} bytes; it changed after listing",
                 file.size, now.size
             ),
         )),
-        Ok(Probe::Present(_)) => Ok(None),
+        Ok(Probe::Present(now)) => Ok(Checked::Use(now)),
         // The user removed a file that had failed before: nothing is left to migrate.
         Ok(Probe::Missing) if attempt > 1 => {
             let why = "the file no longer exists in the source; nothing to retry";
-            Ok(Some(record(file, Outcome::Skipped, "REMOVED", why.into())))
+            Ok(Checked::Done(record(
+                file,
+                Outcome::Skipped,
+                "REMOVED",
+                why.into(),
+            )))
         }
         Ok(Probe::Missing) => Err((
             reason::FILE_NOT_FOUND,
@@ -59,12 +69,13 @@ async fn recheck(
 
 async fn transfer(
     ctx: &JobContext,
-    file: &SourceObject,
+    listed: &SourceObject,
     attempt: u32,
 ) -> Result<FileRecord, Failure> {
-    if let Some(done) = recheck(ctx, file, attempt).await? {
-        return Ok(done);
-    }
+    let file = &match recheck(ctx, listed, attempt).await? {
+        Checked::Use(now) => now,
+        Checked::Done(record) => return Ok(record),
+    };
     let key =
         object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;
     if ctx.job.is_skip_exist_file {
@@ -91,13 +102,13 @@ async fn transfer(
     // The body was read to exactly the listed length; a file that grew meanwhile was
     // changed while it was read.
     if let Ok(Probe::Present(now)) = ctx.source.probe(&file.path).await
-        && now.size != file.size
+        && (now.size != file.size || now.mtime != file.mtime)
     {
         return Err((
             reason::SIZE_NOT_MATCH,
             format!(
-                "changed while it was uploaded: {} bytes listed, {} bytes now",
-                file.size, now.size
+                "changed while it was uploaded: {} bytes at mtime {} when read, {} bytes at mtime {} now",
+                file.size, file.mtime, now.size, now.mtime
             ),
         ));
     }
@@ -123,8 +134,8 @@ async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord,
         );
         return Ok(record(file, Outcome::Skipped, "MODIFIED", why));
     }
-    if let Some(done) = recheck(ctx, file, 1).await? {
-        return Ok(done);
+    if let Checked::Done(record) = recheck(ctx, file, 1).await? {
+        return Ok(record);
     }
     let key =
         object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;

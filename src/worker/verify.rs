@@ -72,13 +72,16 @@ pub async fn verify(
 }
 
 fn general(key: &str, file: &SourceObject, meta: &ObjectMeta) -> Result<(), Failure> {
-    if meta.last_modified.is_some_and(|t| t < file.mtime) {
+    // The source mtime we recorded is exact; the server's upload time is only a fallback,
+    // as it also depends on the two clocks agreeing.
+    let recorded = meta.metadata.get(META_SRC_MTIME);
+    if recorded.is_none() && meta.last_modified.is_some_and(|t| t < file.mtime) {
         return Err((
             reason::MTIME_NOT_MATCH,
             "the object is older than the file".into(),
         ));
     }
-    if let Some(recorded) = meta.metadata.get(META_SRC_MTIME)
+    if let Some(recorded) = recorded
         && recorded.parse::<i64>().ok() != Some(file.mtime)
     {
         let msg = format!(
