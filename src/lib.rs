@@ -14,6 +14,7 @@
 //! - [`report`]: report.jsonl, the failed and skipped files of the job.
 //! - [`retry`]: failed tasks back to pending with only their failed files.
 //! - [`service`]: master, dispatcher, worker and tracker as tokio tasks in one process.
+//! - [`shutdown`]: how long-running commands learn to stop.
 //! - [`stat`]: the job's status as the `stat` command prints it.
 //! - [`commands`]: one module per console command.
 //! - [`sandbox`]: the embedded S3-compatible endpoint on 127.0.0.1.
@@ -29,6 +30,7 @@ pub mod report;
 pub mod retry;
 pub mod sandbox;
 pub mod service;
+pub mod shutdown;
 pub mod source;
 pub mod stat;
 pub mod task;

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -52,7 +51,7 @@ pub async fn serve(opts: SandboxOptions, ready: impl FnOnce(SocketAddr)) -> Resu
         .map_err(|e| Error::Internal(format!("no local address: {e}")))?;
     ready(addr);
     let http = ConnBuilder::new(TokioExecutor::new());
-    let stop = stop_signal(opts.stop_file);
+    let stop = crate::shutdown::requested(opts.stop_file);
     tokio::pin!(stop);
     loop {
         let socket = tokio::select! {
@@ -73,34 +72,4 @@ pub async fn serve(opts: SandboxOptions, ready: impl FnOnce(SocketAddr)) -> Resu
         });
     }
     Ok(())
-}
-
-async fn stop_signal(stop_file: Option<PathBuf>) {
-    let polled = async {
-        match stop_file {
-            Some(file) => {
-                while !file.exists() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                let _ = std::fs::remove_file(&file);
-            }
-            None => std::future::pending().await,
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = polled => {}
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

@@ -71,30 +71,9 @@ pub async fn run(conf_dir: PathBuf, sys: SysConfig, workdir: WorkDir) -> Result<
     Ok(())
 }
 
-/// Polls for `stop`'s request file (portable), and takes Ctrl-C / SIGTERM as the same.
+/// Cancels the service when `stop` asks (its request file), or on Ctrl-C / SIGTERM.
 async fn watch_stop(workdir: WorkDir, cancel: CancellationToken) {
-    let file = workdir.stop_request_file();
-    let polled = async {
-        while !file.exists() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = polled => {}
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    crate::shutdown::requested(Some(workdir.stop_request_file())).await;
     tracing::info!("stop requested; finishing the files in flight");
     cancel.cancel();
 }

@@ -68,6 +68,10 @@ impl JobStat {
             }
         }
         let abort_reason = fs::read_to_string(workdir.abort_file(job)).ok();
+        if abort_reason.is_some() {
+            // An aborted job runs nothing, whatever its worker folders still hold.
+            progress.clear();
+        }
         let mut stat = JobStat {
             name: job.to_string(),
             state: JobState::Stopped,

@@ -9,19 +9,6 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// Deterministic bytes, different per file.
-fn content(seed: usize, len: usize) -> Vec<u8> {
-    let mut x = seed as u64 * 2654435761 + 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn expected_stat(state: &str, succeed: usize, failed: usize) -> String {
     format!(
         "---------------- job stat ------------------\nJobName:local_test\nJobState:{state}\n\

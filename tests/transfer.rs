@@ -14,19 +14,6 @@ use md5::{Digest, Md5};
 const LONG: Duration = Duration::from_secs(240);
 const MIB: usize = 1024 * 1024;
 
-fn content(seed: usize, len: usize) -> Vec<u8> {
-    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn head(sandbox: &Sandbox, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
     let client = sandbox.client();
     rt().block_on(client.head_object().bucket(BUCKET).key(key).send())
@@ -566,7 +553,7 @@ fn abort_when_uncatched_exception_stops_the_job_on_a_destination_that_keeps_fail
     let stat = pkg.wait_for(&["Abort", "Failed", "Succeed"], LONG);
     assert!(stat.contains("JobState:Abort\n"), "{stat}");
     assert!(
-        stat.contains("workerAbortWhenUncatchedException") && stat.contains("SlowDown"),
+        stat.contains("workerAbortWhenUncatchedException") && stat.contains("HTTP 503"),
         "{stat}"
     );
     assert!(

@@ -10,19 +10,6 @@ use common::*;
 const LONG: Duration = Duration::from_secs(240);
 const MIB: usize = 1024 * 1024;
 
-fn content(seed: usize, len: usize) -> Vec<u8> {
-    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn put(sandbox: &Sandbox, key: &str, bytes: &[u8]) {
     let client = sandbox.client();
     rt().block_on(

@@ -92,7 +92,16 @@ impl S3Destination {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let transient = is_transient(&e);
-        let mut message = format!("{what} `{key}` failed: {}", DisplayErrorContext(e));
+        let mut message = match &e {
+            // What the server said, readably; the SDK's debug dump is for other failures.
+            SdkError::ServiceError(se) => format!(
+                "{what} `{key}` failed: HTTP {} {} {}",
+                se.raw().status().as_u16(),
+                se.err().code().unwrap_or("(no error code)"),
+                se.err().message().unwrap_or_default()
+            ),
+            _ => format!("{what} `{key}` failed: {}", DisplayErrorContext(e)),
+        };
         // A file that changed while it was read fails the same way on every try.
         let transient = transient && !message.contains(crate::task::record::reason::SIZE_NOT_MATCH);
         for secret in self.secrets.iter().filter(|s| !s.is_empty()) {

@@ -247,26 +247,31 @@ impl Master {
 
     /// Entries the listing could not read become a failed task of their own (error.list says
     /// READ_ERROR), so the job ends Failed and says which, instead of silently missing them.
+    fn first_attempt(&self, unit: &ScanUnit, round: u32, files: Vec<SourceObject>) -> TaskSpec {
+        TaskSpec {
+            job: self.job.job_name.clone(),
+            round,
+            unit: unit.id.clone(),
+            attempt: 1,
+            files,
+        }
+    }
+
     fn persist_unlisted(
         &self,
         unit: &ScanUnit,
         round: u32,
         unlisted: Vec<(RelPath, String)>,
     ) -> Result<()> {
-        let spec = TaskSpec {
-            job: self.job.job_name.clone(),
-            round,
-            unit: unit.id.clone(),
-            attempt: 1,
-            files: unlisted
-                .iter()
-                .map(|(path, _)| SourceObject {
-                    path: path.clone(),
-                    size: 0,
-                    mtime: 0,
-                })
-                .collect(),
-        };
+        let files = unlisted
+            .iter()
+            .map(|(path, _)| SourceObject {
+                path: path.clone(),
+                size: 0,
+                mtime: 0,
+            })
+            .collect();
+        let spec = self.first_attempt(unit, round, files);
         let hash = spec.content_hash();
         if task_exists(&self.workdir, &spec.job, &hash)? {
             return Ok(());
@@ -286,19 +291,13 @@ impl Master {
         let audit: String = records.iter().map(FileRecord::audit_line).collect();
         let errors: String = records.iter().map(FileRecord::error_line).collect();
         let id = TaskId::new(hash);
-        let final_dir = self
-            .workdir
-            .task_dir(&spec.job, TaskState::Failed, &id.to_string());
-        let tmp = temp_sibling(&final_dir);
-        fs::create_dir_all(&tmp).ctx("cannot create folder", &tmp)?;
-        write_atomic(&tmp.join("TASK"), spec.to_text().as_bytes())?;
-        write_atomic(
-            &tmp.join("audit.log"),
-            format!("# task {id}\n{audit}").as_bytes(),
-        )?;
-        write_atomic(&tmp.join("error.list"), errors.as_bytes())?;
-        write_atomic(&tmp.join("STATUS"), b"Failed")?;
-        rename_durable(&tmp, &final_dir)
+        let audit = format!("# task {id}\n{audit}");
+        let files: [(&str, &[u8]); 3] = [
+            ("audit.log", audit.as_bytes()),
+            ("error.list", errors.as_bytes()),
+            ("STATUS", b"Failed"),
+        ];
+        create_task(&self.workdir, TaskState::Failed, &spec, &id, &files)
     }
 
     fn persist(
@@ -309,16 +308,16 @@ impl Master {
         cpt_path: &std::path::Path,
         check_duplicate: bool,
     ) -> Result<()> {
-        let spec = TaskSpec {
-            job: self.job.job_name.clone(),
-            round,
-            unit: unit.id.clone(),
-            attempt: 1,
-            files,
-        };
+        let spec = self.first_attempt(unit, round, files);
         let hash = spec.content_hash();
         if !(check_duplicate && task_exists(&self.workdir, &spec.job, &hash)?) {
-            create_pending_task(&self.workdir, &spec, &TaskId::new(hash), &[])?;
+            create_task(
+                &self.workdir,
+                TaskState::Pending,
+                &spec,
+                &TaskId::new(hash),
+                &[],
+            )?;
         }
         cpt.last = spec.files.last().map(|f| f.path.clone());
         cpt.files += spec.files.len() as u64;
@@ -343,17 +342,16 @@ fn task_exists(workdir: &WorkDir, job: &str, hash: &str) -> Result<bool> {
     Ok(false)
 }
 
-/// Creates `pending_tasks/<id>/` with its TASK file (and `extra` files), all at once.
-///
-/// # Errors
-/// When the folder cannot be written.
-pub fn create_pending_task(
+/// Creates `<state>/<id>/` with its TASK file and `extra` files, all at once: built under a
+/// temp name, then renamed into place.
+fn create_task(
     workdir: &WorkDir,
+    state: TaskState,
     spec: &TaskSpec,
     id: &TaskId,
     extra: &[(&str, &[u8])],
 ) -> Result<()> {
-    let final_dir = workdir.task_dir(&spec.job, TaskState::Pending, &id.to_string());
+    let final_dir = workdir.task_dir(&spec.job, state, &id.to_string());
     let tmp = temp_sibling(&final_dir);
     fs::create_dir_all(&tmp).ctx("cannot create folder", &tmp)?;
     write_atomic(&tmp.join("TASK"), spec.to_text().as_bytes())?;

@@ -20,6 +20,27 @@ use crate::throttle::RateLimiter;
 use crate::tracker::{self, TaskJournal, TaskOutcome};
 use crate::workdir::{TaskState, WorkDir};
 
+/// Opens a range of a file as a body paced by the bandwidth cap and, when checksums are
+/// wanted, hashed on the way; the slot receives the checksums once the body was sent.
+pub(crate) async fn open_body(
+    ctx: &JobContext,
+    path: &crate::source::RelPath,
+    offset: u64,
+    len: u64,
+) -> std::result::Result<(crate::source::Body, Arc<crate::source::DigestSlot>), verify::Failure> {
+    let slot = Arc::new(crate::source::DigestSlot::default());
+    let mut body = ctx
+        .source
+        .open(path, offset, len)
+        .await
+        .map_err(|e| (crate::task::record::reason::READ_ERROR, e.to_string()))?
+        .paced(ctx.limiter.clone());
+    if ctx.need_digests {
+        body = body.hashed(slot.clone());
+    }
+    Ok((body, slot))
+}
+
 /// Everything the tasks of one job share.
 pub struct JobContext {
     pub job: Arc<JobConfig>,

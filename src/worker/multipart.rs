@@ -16,15 +16,14 @@ use md5::{Digest, Md5};
 
 use crate::dest::{PartInfo, PutOptions};
 use crate::error::{Error, IoContext, Result};
-use crate::source::{DigestSlot, Digests, SourceObject};
-use std::sync::Arc;
+use crate::source::{Digests, SourceObject};
 
 use super::verify::{Expected, hex, multipart_etag};
 use crate::task::escape::escape;
 use crate::task::record::reason;
 use crate::workdir::write_atomic;
 
-use super::JobContext;
+use super::{JobContext, open_body};
 
 /// S3 and OSS allow at most this many parts in one upload.
 const MAX_PARTS: u64 = 10_000;
@@ -222,16 +221,7 @@ pub async fn upload(
             let offset = i * size;
             let len = size.min(file.size - offset);
             let number = i as i32 + 1;
-            let slot = Arc::new(DigestSlot::default());
-            let mut body = ctx
-                .source
-                .open(&file.path, offset, len)
-                .await
-                .map_err(|e| (reason::READ_ERROR, e.to_string()))?
-                .paced(ctx.limiter.clone());
-            if ctx.need_digests {
-                body = body.hashed(slot.clone());
-            }
+            let (body, slot) = open_body(ctx, &file.path, offset, len).await?;
             let etag = ctx
                 .dest
                 .upload_part(key, id, number, body)

@@ -2,12 +2,10 @@
 //! upload (single request or resumable multipart), MD5 metadata, and the audit after import;
 //! or, for `jobType=audit`, only the comparison.
 
-use std::sync::Arc;
-
 use crate::config::JobType;
 use crate::dest::{META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
 use crate::key::{content_type, object_key};
-use crate::source::{DigestSlot, Probe, SourceObject};
+use crate::source::{Probe, SourceObject};
 use crate::task::record::{FileRecord, Outcome, reason};
 
 use super::verify::{Expected, Failure, hex, verify};
@@ -176,16 +174,7 @@ async fn upload(
         }
         return Ok((up.etag, note, up.expected));
     }
-    let slot = Arc::new(DigestSlot::default());
-    let mut body = ctx
-        .source
-        .open(&file.path, 0, file.size)
-        .await
-        .map_err(|e| (reason::READ_ERROR, e.to_string()))?
-        .paced(ctx.limiter.clone());
-    if ctx.need_digests {
-        body = body.hashed(slot.clone());
-    }
+    let (body, slot) = super::open_body(ctx, &file.path, 0, file.size).await?;
     let etag = ctx
         .dest
         .put(key, body, opts)

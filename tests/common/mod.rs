@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-
 pub const BIN: &str = env!("CARGO_BIN_EXE_ossimport");
 pub const BUCKET: &str = "test-bucket";
 pub const AK: &str = "test-access-key";
@@ -117,14 +115,21 @@ impl Sandbox {
 }
 
 pub fn client(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    proxy::client_with_attempts(endpoint, ak, sk, 3)
+}
+
+/// Deterministic bytes, different per seed (xorshift64).
+pub fn content(seed: usize, len: usize) -> Vec<u8> {
+    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 impl Drop for Sandbox {
