@@ -181,7 +181,7 @@ impl Master {
         if cpt.finished {
             return Ok(());
         }
-        let (tx, mut rx) = mpsc::channel(1024);
+        let (tx, mut rx) = mpsc::channel(8);
         let lister = {
             let (source, unit, after) = (self.source.clone(), unit.clone(), cpt.last.clone());
             tokio::spawn(async move { source.list(&unit, after, tx).await })
@@ -193,44 +193,46 @@ impl Master {
         // came before its checkpoint: look for it (by content hash) before making it again.
         let mut check_duplicate = true;
         loop {
-            let item = tokio::select! {
+            let items = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
                     lister.abort();
                     return Ok(());
                 }
-                item = rx.recv() => item,
+                items = rx.recv() => items,
             };
-            let Some(item) = item else { break };
-            let obj = match item {
-                Ok(obj) => obj,
-                Err(Error::Listing { path, message }) => {
-                    tracing::warn!(
-                        "scan: cannot list `{path}`: {message}; the rest of the listing goes on"
-                    );
-                    unlisted.push((path, message));
+            let Some(items) = items else { break };
+            for item in items {
+                let obj = match item {
+                    Ok(obj) => obj,
+                    Err(Error::Listing { path, message }) => {
+                        tracing::warn!(
+                            "scan: cannot list `{path}`: {message}; the rest of the listing goes on"
+                        );
+                        unlisted.push((path, message));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !since.takes(obj.mtime) {
                     continue;
                 }
-                Err(e) => return Err(e),
-            };
-            if !since.takes(obj.mtime) {
-                continue;
+                let full = batch.len() as u64 >= self.job.task_object_count_limit
+                    || batch_bytes.saturating_add(obj.size) > self.job.task_object_size_limit;
+                if !batch.is_empty() && full {
+                    self.persist(
+                        (unit, round),
+                        std::mem::take(&mut batch),
+                        &mut cpt,
+                        &cpt_path,
+                        check_duplicate,
+                    )?;
+                    check_duplicate = false;
+                    batch_bytes = 0;
+                }
+                batch_bytes += obj.size;
+                batch.push(obj);
             }
-            let full = batch.len() as u64 >= self.job.task_object_count_limit
-                || batch_bytes.saturating_add(obj.size) > self.job.task_object_size_limit;
-            if !batch.is_empty() && full {
-                self.persist(
-                    (unit, round),
-                    std::mem::take(&mut batch),
-                    &mut cpt,
-                    &cpt_path,
-                    check_duplicate,
-                )?;
-                check_duplicate = false;
-                batch_bytes = 0;
-            }
-            batch_bytes += obj.size;
-            batch.push(obj);
         }
         lister
             .await

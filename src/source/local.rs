@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc::Sender;
 use walkdir::WalkDir;
 
-use super::{Body, Probe, RelPath, ScanUnit, Source, SourceObject};
+use super::{Body, LIST_BATCH, ListBatch, Probe, RelPath, ScanUnit, Source, SourceObject};
 use crate::error::{Error, IoContext, Result};
 
 pub struct LocalSource {
@@ -76,12 +76,7 @@ impl LocalSource {
         Ok(meta.is_file().then_some(meta))
     }
 
-    fn list_blocking(
-        &self,
-        unit: &ScanUnit,
-        after: Option<RelPath>,
-        out: &Sender<Result<SourceObject>>,
-    ) {
+    fn list_blocking(&self, unit: &ScanUnit, after: Option<RelPath>, out: &Sender<ListBatch>) {
         let base = self.full_path(&unit.dir);
         let mut walker = WalkDir::new(&base)
             .min_depth(1)
@@ -91,13 +86,12 @@ impl LocalSource {
             walker = walker.max_depth(1);
         }
         let rel_of = |p: &Path| -> RelPath {
-            let mut rel = unit.dir.clone();
-            if let Ok(stripped) = p.strip_prefix(&base) {
-                for c in stripped.components() {
-                    rel = rel.join(&name_bytes(c.as_os_str()));
+            match p.strip_prefix(&base) {
+                Ok(stripped) if !stripped.as_os_str().is_empty() => {
+                    unit.dir.join(&path_bytes(stripped))
                 }
+                _ => unit.dir.clone(),
             }
-            rel
         };
         let iter = walker.into_iter().filter_entry(|e| {
             // On resume, skip whole subtrees that lie before the checkpoint.
@@ -108,6 +102,7 @@ impl LocalSource {
             let rel = rel_of(e.path());
             rel.walk_cmp(after).is_gt() || after.is_within(&rel)
         });
+        let mut batch = Vec::with_capacity(LIST_BATCH);
         for entry in iter {
             let item = match entry {
                 Ok(entry) if entry.file_type().is_dir() => continue,
@@ -139,9 +134,13 @@ impl LocalSource {
                     })
                 }
             };
-            if out.blocking_send(item).is_err() {
+            batch.push(item);
+            if batch.len() >= LIST_BATCH && out.blocking_send(std::mem::take(&mut batch)).is_err() {
                 return;
             }
+        }
+        if !batch.is_empty() {
+            let _ = out.blocking_send(batch);
         }
     }
 }
@@ -174,7 +173,7 @@ impl Source for LocalSource {
         &self,
         unit: &ScanUnit,
         after: Option<RelPath>,
-        out: Sender<Result<SourceObject>>,
+        out: Sender<ListBatch>,
     ) -> Result<()> {
         let this = LocalSource {
             root: self.root.clone(),
@@ -224,6 +223,18 @@ fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
 #[cfg(not(unix))]
 fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
     name.to_string_lossy().into_owned().into_bytes()
+}
+
+/// A relative path's bytes, `/`-separated.
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    path.to_string_lossy().replace('\\', "/").into_bytes()
 }
 
 #[cfg(unix)]

@@ -56,6 +56,13 @@ impl fmt::Display for RelPath {
     }
 }
 
+/// Listed objects travel in batches: one channel hand-off per entry would cost more than the
+/// `stat` behind it.
+pub type ListBatch = Vec<Result<SourceObject>>;
+
+/// Entries per [`ListBatch`].
+pub const LIST_BATCH: usize = 1024;
+
 /// One file of the source as the listing saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceObject {
@@ -210,7 +217,7 @@ pub trait Source: Send + Sync {
         &self,
         unit: &ScanUnit,
         after: Option<RelPath>,
-        out: tokio::sync::mpsc::Sender<Result<SourceObject>>,
+        out: tokio::sync::mpsc::Sender<ListBatch>,
     ) -> Result<()>;
 
     /// Looks at one file again (the worker does this right before sending it).
