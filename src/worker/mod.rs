@@ -174,6 +174,11 @@ pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOut
     Ok(Some(outcome))
 }
 
+/// Longest a finished file's result waits before it is made durable.
+const JOURNAL_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+/// Most results in one journal segment.
+const JOURNAL_BATCH: usize = 1024;
+
 /// Group commit: everything that arrived while the previous segment was written goes into
 /// the next one, so a busy task writes few segments and a quiet one loses nothing.
 async fn write_journal(
@@ -182,8 +187,16 @@ async fn write_journal(
 ) -> Result<TaskJournal> {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
+        // Linger briefly so a busy task writes one segment per JOURNAL_LINGER instead of one
+        // per few files: each segment is a new file and two fsyncs, and creating files is what
+        // a small-file migration spends most kernel time on. Results waiting here count as
+        // in flight: after a crash those files are sent again.
+        let deadline = tokio::time::Instant::now() + JOURNAL_LINGER;
+        while batch.len() < JOURNAL_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(more)) => batch.push(more),
+                Ok(None) | Err(_) => break,
+            }
         }
         journal = blocking(move || journal.append(batch).map(|()| journal)).await?;
     }
