@@ -2,6 +2,7 @@
 """Turns bench/run.sh's raw results (TSV) into bench/results.md and prints the tables."""
 import argparse
 import csv
+import os
 import statistics
 import sys
 
@@ -156,6 +157,11 @@ if targets:
     for w, t, m, ok in targets:
         p(f"| {w} | {t} | {m} | {'yes' if ok else '**no**'} |")
     p("")
+
+gaps = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gaps.md")
+if os.path.exists(gaps):
+    # Hand-written, with its own measurements: why a missed target is missed.
+    p(open(gaps).read())
 
 p("## Command lines\n")
 p("SRC is the cached workload folder, BUCKET a fresh bucket per run; the peers run with "

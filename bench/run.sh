@@ -318,6 +318,9 @@ CFG
     log "$(tail -1 "$RESULTS" | tr '\t' ' ')"
     # Fresh bucket each run: drop this one (objects and s3s-fs's sidecar files) before the next.
     rm -rf "$DATA/$bucket" "$run"
+    # s3s-fs keeps a sidecar per object in its root (.bucket-<base64url>.object-*.json);
+    # left behind, every later run writes into an ever larger folder and slows down.
+    find "$DATA" -maxdepth 1 -name ".bucket-$(printf %s "$bucket" | base64 -w0 | tr '+/' '-_' | tr -d '=').*" -delete
     find "$DATA" -maxdepth 1 -name ".bucket-$bucket.*" -delete 2>/dev/null
     find "$DATA" -maxdepth 1 -name ".upload*" -delete 2>/dev/null
     sync
