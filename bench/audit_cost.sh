@@ -7,15 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LARGE="${1:-4}"; LARGE_MIB="${2:-256}"; SMALL="${3:-2000}"
-cargo build --release --quiet
-BIN="$PWD/${CARGO_TARGET_DIR:-target}/release/ossimport"
-WORK="$(mktemp -d)"
-trap 'kill "${SANDBOX_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-"$BIN" sandbox --root "$WORK/data" --port 0 --bucket bench-bucket \
-    --access-key bench-ak --secret-key bench-sk-123456 > "$WORK/sandbox.out" 2>/dev/null &
-SANDBOX_PID=$!
-for _ in $(seq 100); do grep -q listening "$WORK/sandbox.out" 2>/dev/null && break; sleep 0.1; done
-ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/sandbox.out")"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 mkdir -p "$WORK/large" "$WORK/small"
 for i in $(seq "$LARGE"); do head -c "$(( LARGE_MIB * 1024 * 1024 ))" /dev/urandom > "$WORK/large/f$i.bin"; done
