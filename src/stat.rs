@@ -59,7 +59,10 @@ impl JobStat {
             // A task's worker folder outlives it for a moment after it moved to
             // succeed/failed: only dispatched tasks are running.
             let dispatched = list_names(&workdir.state_dir(job, TaskState::Dispatched))?;
-            for name in list_names(&dir)?.into_iter().filter(|n| dispatched.contains(n)) {
+            for name in list_names(&dir)?
+                .into_iter()
+                .filter(|n| dispatched.contains(n))
+            {
                 let Some(id) = TaskId::parse(&name) else {
                     continue;
                 };

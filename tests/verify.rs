@@ -8,7 +8,6 @@ use common::proxy::{Faults, Proxy};
 use common::*;
 
 const LONG: Duration = Duration::from_secs(240);
-const MIB: usize = 1024 * 1024;
 
 fn put(sandbox: &Sandbox, key: &str, bytes: &[u8]) {
     let client = sandbox.client();
@@ -31,24 +30,10 @@ fn delete(sandbox: &Sandbox, key: &str) {
 
 /// `path → (result, reason, detail)` of the last attempt, from every finished task.
 fn results(pkg: &Package) -> std::collections::BTreeMap<String, (String, String, String)> {
-    let mut out = std::collections::BTreeMap::new();
-    for state in ["succeed_tasks", "failed_tasks"] {
-        for task in pkg.task_dirs(state) {
-            for line in std::fs::read_to_string(task.join("audit.log"))
-                .unwrap()
-                .lines()
-            {
-                let f: Vec<&str> = line.split('\t').collect();
-                if !line.starts_with('#') && f.len() == 6 {
-                    out.insert(
-                        f[4].to_string(),
-                        (f[1].to_string(), f[2].to_string(), f[5].to_string()),
-                    );
-                }
-            }
-        }
-    }
-    out
+    audit_records(pkg)
+        .into_iter()
+        .filter_map(|(path, mut records)| records.pop().map(|last| (path, last)))
+        .collect()
 }
 
 fn run_to_end(pkg: &Package) -> String {
@@ -241,8 +226,10 @@ fn incremental_mode_uploads_exactly_the_new_and_changed_files_in_the_next_round(
         ));
         let started = std::time::Instant::now();
         loop {
+            // The marker first: a stat taken before the scan also shows no tasks.
+            let scanned = marker.exists();
             let stat = pkg.stat();
-            if marker.exists() && stat.contains("PendingTasks:0\nDispatchedTasks:0\n") {
+            if scanned && stat.contains("PendingTasks:0\nDispatchedTasks:0\n") {
                 return stat;
             }
             assert!(

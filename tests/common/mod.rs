@@ -310,3 +310,66 @@ pub fn wait_path(path: &Path, timeout: Duration) -> bool {
     }
     true
 }
+
+/// A mebibyte.
+pub const MIB: usize = 1024 * 1024;
+
+pub fn head(sandbox: &Sandbox, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+    let client = sandbox.client();
+    rt().block_on(client.head_object().bucket(BUCKET).key(key).send())
+        .expect("head")
+}
+
+/// Every audit.log line of finished tasks: path → records (result, reason, detail).
+pub fn audit_records(pkg: &Package) -> BTreeMap<String, Vec<(String, String, String)>> {
+    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for state in ["succeed_tasks", "failed_tasks"] {
+        for task in pkg.task_dirs(state) {
+            for line in std::fs::read_to_string(task.join("audit.log"))
+                .unwrap()
+                .lines()
+            {
+                if line.starts_with('#') {
+                    continue;
+                }
+                let f: Vec<&str> = line.split('\t').collect();
+                if f.len() != 6 {
+                    continue;
+                }
+                out.entry(f[4].to_string()).or_default().push((
+                    f[1].to_string(),
+                    f[2].to_string(),
+                    f[5].to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn error_lists(pkg: &Package) -> String {
+    pkg.task_dirs("failed_tasks")
+        .iter()
+        .chain(pkg.task_dirs("succeed_tasks").iter())
+        .map(|t| std::fs::read_to_string(t.join("error.list")).unwrap())
+        .collect()
+}
+
+pub fn kill_service(pkg: &Package) {
+    let pid = std::fs::read_to_string(pkg.path("master/service.pid")).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The lock is released when the process is gone.
+    let started = Instant::now();
+    while pkg.stat().contains("JobState:Running") && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn multipart_config(pkg: &mut Package) {
+    pkg.set("multipartUploadThreshold", "5m");
+    pkg.set("multipartUploadPartSize", "5m");
+}

@@ -1,0 +1,234 @@
+//! Per-file behaviour of the transfer against the sandbox on 127.0.0.1: skip-existing, MD5
+//! metadata and server-side encryption, and files that change, vanish or cannot be read.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::{Faults, Proxy};
+use common::*;
+use md5::{Digest, Md5};
+
+const LONG: Duration = Duration::from_secs(240);
+
+#[test]
+fn skip_existing_skips_unchanged_files_and_sends_changed_ones() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("destDomain", &proxy.endpoint);
+    for i in 0..5 {
+        pkg.file(&format!("f{i}.txt"), &content(i, 100));
+    }
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    pkg.wait_for(&["Succeed"], LONG);
+    pkg.ok(&["stop"]);
+    pkg.ok(&["clean"]);
+
+    pkg.set("isSkipExistFile", "true");
+    pkg.file("f2.txt", &content(77, 150)); // changed: new size
+    pkg.file("new.txt", b"new");
+    let puts_before = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .count();
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    let audit = audit_records(&pkg);
+    for i in [0, 1, 3, 4] {
+        let r = &audit[&format!("f{i}.txt")][0];
+        assert_eq!((r.0.as_str(), r.1.as_str()), ("SKIPPED", "EXISTS"), "{r:?}");
+    }
+    assert_eq!(audit["f2.txt"][0].0, "OK");
+    assert_eq!(audit["new.txt"][0].0, "OK");
+    let puts = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .count()
+        - puts_before;
+    assert_eq!(puts, 2, "only the changed and the new file were sent");
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
+
+#[test]
+fn md5_metadata_and_server_side_encryption_are_requested() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("destDomain", &proxy.endpoint);
+    pkg.set("isServerSideEncryption", "true");
+    multipart_config(&mut pkg);
+    pkg.set_sys("workerRecordMd5", "true");
+    let small = content(1, 300_000);
+    pkg.file("a.bin", &small);
+    pkg.file("big.bin", &content(2, 6 * MIB));
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    let expected: String = Md5::digest(&small)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let meta = head(&sandbox, "a.bin");
+    assert_eq!(meta.metadata().and_then(|m| m.get("md5")), Some(&expected));
+    let writes: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            (r.method == "PUT" && r.query_param("partNumber").is_none())
+                || r.query_param("uploads").is_some()
+        })
+        .collect();
+    assert!(writes.len() >= 3, "{writes:?}");
+    for w in &writes {
+        assert_eq!(
+            w.header("x-amz-server-side-encryption"),
+            Some("AES256"),
+            "{} {}",
+            w.method,
+            w.path
+        );
+    }
+    let audit = audit_records(&pkg);
+    assert!(audit["a.bin"][0].2.contains(&format!("md5={expected}")));
+    assert!(
+        audit["big.bin"][0]
+            .2
+            .contains("md5=not-recorded(multipart)")
+    );
+}
+
+#[test]
+fn a_file_changed_during_upload_fails_with_size_not_match_and_the_job_goes_on() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    pkg.set_sys("workerMaxThroughput(KB/s)", "1024");
+    pkg.set_sys("workerTaskThreadNum", "2");
+    pkg.file("changing.bin", &content(1, 4 * MIB));
+    pkg.file("steady.txt", b"steady");
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::File::options()
+        .write(true)
+        .open(pkg.src().join("changing.bin"))
+        .unwrap()
+        .set_len(MIB as u64)
+        .unwrap();
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let errors = error_lists(&pkg);
+    assert!(
+        errors.starts_with("SIZE_NOT_MATCH\tchanging.bin\t"),
+        "{errors}"
+    );
+    assert_eq!(errors.lines().count(), 1);
+    assert_eq!(
+        sandbox.objects().get("steady.txt").map(Vec::as_slice),
+        Some(&b"steady"[..])
+    );
+}
+
+#[test]
+fn a_file_deleted_after_listing_fails_alone() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    pkg.set_sys("workerMaxThroughput(KB/s)", "1024");
+    pkg.set_sys("workerTaskThreadNum", "1");
+    pkg.file("a.bin", &content(1, 2 * MIB));
+    pkg.file("z.txt", b"deleted soon");
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    assert!(wait_path(
+        &pkg.path("master/jobs/local_test/checkpoints/0/SCAN_FINISHED"),
+        LONG
+    ));
+    std::fs::remove_file(pkg.src().join("z.txt")).unwrap();
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let errors = error_lists(&pkg);
+    assert!(errors.starts_with("FILE_NOT_FOUND\tz.txt\t"), "{errors}");
+    assert_eq!(sandbox.objects().keys().collect::<Vec<_>>(), vec!["a.bin"]);
+}
+
+/// Root reads any file, so the service runs as `nobody` here when the tests run as root.
+#[cfg(unix)]
+#[test]
+fn an_unreadable_file_fails_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::start();
+    let pkg = Package::new(&sandbox);
+    pkg.file("ok.txt", b"fine");
+    pkg.file("secret.txt", b"no access");
+    pkg.file("locked/inner.txt", b"in a folder nobody may list");
+    let root = unsafe_is_root();
+    let run = |args: &[&str]| {
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            std::process::Command::new(BIN)
+        };
+        let out = cmd.args(args).current_dir(pkg.dir.path()).output().unwrap();
+        assert!(
+            out.status.success() || args == ["stat"],
+            "{args:?}: {}",
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for e in walkdir::WalkDir::new(pkg.dir.path()) {
+        let e = e.unwrap();
+        let mode = if e.file_type().is_dir() { 0o777 } else { 0o666 };
+        std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(
+        pkg.src().join("secret.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        pkg.src().join("locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    run(&["submit"]);
+    run(&["start"]);
+    let started = Instant::now();
+    let stat = loop {
+        let stat = run(&["stat"]);
+        if stat.contains("JobState:Failed") || stat.contains("JobState:Succeed") {
+            break stat;
+        }
+        assert!(started.elapsed() < LONG, "{stat}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    run(&["stop"]);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let errors = error_lists(&pkg);
+    assert!(
+        errors.contains("READ_ERROR\tsecret.txt\t") && errors.contains("ermission denied"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("READ_ERROR\tlocked\tcannot list it"),
+        "an unlistable folder is reported: {errors}"
+    );
+    assert_eq!(errors.lines().count(), 2, "{errors}");
+    assert_eq!(sandbox.objects().keys().collect::<Vec<_>>(), vec!["ok.txt"]);
+}
+
+fn unsafe_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
