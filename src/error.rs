@@ -37,7 +37,9 @@ pub enum Error {
     /// One entry of the listing could not be read; the rest of the listing goes on.
     #[error("cannot list `{path}`: {message}")]
     Listing {
-        path: crate::source::RelPath,
+        path: crate::relpath::RelPath,
+        /// The error.list word for it (READ_ERROR, BAD_LIST_LINE, FILE_NOT_FOUND).
+        reason: &'static str,
         message: String,
     },
 }

@@ -6,6 +6,8 @@
 //! - [`task`]: task ids and the on-disk formats of a task folder (TASK, STATUS, audit.log, ...).
 //! - [`source`] / [`dest`]: the one trait for sources and the one for the destination, with
 //!   our own neutral types between them.
+//! - [`relpath`] / [`payload`]: a file's relative path, and the bytes that travel (a
+//!   re-openable byte range, paced and hashed on the way).
 //! - [`master`]: lists the source and splits it into persisted tasks, with checkpoints.
 //! - [`worker`]: transfers the files of a task.
 //! - [`throttle`]: the process-wide bandwidth cap.
@@ -19,6 +21,7 @@
 //! - [`commands`]: one module per console command.
 //! - [`sandbox`]: the embedded S3-compatible endpoint on 127.0.0.1.
 
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -26,8 +29,11 @@ pub mod dest;
 pub mod error;
 pub mod key;
 pub mod master;
+pub mod payload;
+pub mod relpath;
 pub mod report;
 pub mod retry;
+pub mod s3client;
 pub mod sandbox;
 pub mod service;
 pub mod shutdown;

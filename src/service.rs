@@ -20,9 +20,6 @@ use crate::throttle::RateLimiter;
 use crate::workdir::{TaskState, WorkDir, list_names, rename_durable, sweep_temps, write_atomic};
 use crate::worker::{JobContext, run_task};
 
-/// Attempts per request before a transient failure becomes the file's failure.
-const REQUEST_TRIES: usize = 8;
-
 /// How long `stop` lets in-flight files finish before leaving them to resume at next start.
 const DRAIN: Duration = Duration::from_secs(8);
 
@@ -127,13 +124,21 @@ async fn run_job(
         access_key: job.dest_access_key.expose(),
         secret_key: job.dest_secret_key.expose(),
     });
-    let dest: Arc<dyn Destination> = Arc::new(RetryingDestination::new(s3, REQUEST_TRIES));
+    let dest: Arc<dyn Destination> =
+        Arc::new(RetryingDestination::new(s3, crate::backoff::REQUEST_TRIES));
     tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(()),
         checked = dest.check_access() => checked.map_err(|e| abort(e.message))?,
     }
     let source = crate::source::open_source(&job).map_err(|e| abort(e.to_string()))?;
+    // A wrong source key or a missing source bucket is one reason for the job, not one
+    // failure per file.
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(()),
+        checked = source.check() => checked.map_err(|e| abort(e.to_string()))?,
+    }
     workdir.create_job_layout(&name)?;
     crate::retry::finish_staged(workdir, &name)?;
     let resume = crate::tracker::recover_finished(workdir, &name)?;

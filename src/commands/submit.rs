@@ -34,6 +34,22 @@ pub fn run(console: &Console) -> Result<u8> {
         }
         job.src_prefix = abs;
     }
+    if job.src_type == SrcType::Http {
+        let list = Path::new(&job.http_list_file_path);
+        if let Err(e) = std::fs::File::open(list) {
+            return Err(job
+                .error_at(
+                    "httpListFilePath",
+                    format!(
+                        "cannot read `{}`: {e}; set httpListFilePath to the URL list file",
+                        list.display()
+                    ),
+                )
+                .into());
+        }
+        // Frozen at submit: the service may run from another directory later.
+        job.http_list_file_path = absolute(list).to_string_lossy().into_owned();
+    }
     let cfg_path = absolute(&console.job_cfg_path());
     println!("submit job:{}", cfg_path.display());
     let workdir = crate::workdir::WorkDir::new(&sys.working_dir);

@@ -104,11 +104,21 @@ fn s3_template_clamps_scan_threads() {
         loaded.config.src_domain,
         "http://s3.us-east-1.amazonaws.com"
     );
-    let err = loaded.config.validate().unwrap_err();
-    assert!(
-        err.message.contains("srcType=s3 is not supported yet"),
-        "{err}"
-    );
+}
+
+#[test]
+fn templates_of_the_built_sources_are_runnable_and_the_rest_refused() {
+    for name in ["s3", "oss", "cos", "bos", "local"] {
+        let c = job(&format!("templates/{name}.job.cfg")).config;
+        c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for name in ["blob", "qiniu", "youpai"] {
+        let err = job(&format!("templates/{name}.job.cfg"))
+            .config
+            .validate()
+            .unwrap_err();
+        assert!(err.message.contains("not supported yet"), "{name}: {err}");
+    }
 }
 
 #[test]

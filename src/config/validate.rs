@@ -3,6 +3,7 @@
 //! this is where "readable" becomes "runnable by ossimport-rs".
 
 use super::{ConfigError, JobConfig, Secret, SrcType};
+use crate::source::endpoint::{S3Vendor, s3_endpoint};
 
 pub(crate) const ENV_ACCESS_KEY: &str = "OSS_ACCESS_KEY_ID";
 pub(crate) const ENV_SECRET_KEY: &str = "OSS_ACCESS_KEY_SECRET";
@@ -32,23 +33,7 @@ impl JobConfig {
     /// # Errors
     /// The first setting this version cannot run with, saying what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.src_type != SrcType::Local {
-            return Err(self.error_at(
-                "srcType",
-                format!(
-                    "srcType={} is not supported yet by ossimport-rs; this version migrates \
-                     srcType=local only",
-                    self.src_type
-                ),
-            ));
-        }
-        if self.src_prefix.is_empty() {
-            return Err(self.error_at(
-                "srcPrefix",
-                "is blank; set it to the absolute directory to import, with / separators and \
-                 a trailing / (for example c:/example/ or /home/user/data/)",
-            ));
-        }
+        self.validate_source()?;
         let domain = self.dest_domain.to_ascii_lowercase();
         if domain.is_empty() {
             return Err(self.error_at(
@@ -81,6 +66,76 @@ impl JobConfig {
                         "is blank; fill destAccessKey/destSecretKey in the file or set \
                          {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} in the environment ({env} is \
                          the one for this key)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_source(&self) -> Result<(), ConfigError> {
+        let vendor = match self.src_type {
+            SrcType::Local => {
+                if self.src_prefix.is_empty() {
+                    return Err(self.error_at(
+                        "srcPrefix",
+                        "is blank; set it to the absolute directory to import, with / \
+                         separators and a trailing / (for example c:/example/ or \
+                         /home/user/data/)",
+                    ));
+                }
+                return Ok(());
+            }
+            SrcType::Http => {
+                if self.http_list_file_path.trim().is_empty() {
+                    return Err(self.error_at(
+                        "httpListFilePath",
+                        "is blank; set it to the file listing the URLs to migrate, one \
+                         `<url prefix> <relative path>` per line",
+                    ));
+                }
+                if self.http_prefix_column == self.relative_path_column {
+                    return Err(self.error_at(
+                        "relativePathColumn",
+                        "is the same column as httpPrefixColumn; they must differ (defaults \
+                         1 and 2)",
+                    ));
+                }
+                return Ok(());
+            }
+            SrcType::Oss => S3Vendor::Oss,
+            SrcType::S3 => S3Vendor::S3,
+            SrcType::Cos => S3Vendor::Cos,
+            SrcType::Bos => S3Vendor::Bos,
+            SrcType::Ks3 => S3Vendor::Ks3,
+            other => {
+                return Err(self.error_at(
+                    "srcType",
+                    format!(
+                        "srcType={other} is not supported yet by ossimport-rs; this version \
+                         migrates local, oss, s3, cos, bos, ks3 and http"
+                    ),
+                ));
+            }
+        };
+        if let Err(message) = s3_endpoint(vendor, &self.src_domain, &self.src_bucket, self.app_id) {
+            let key = ["srcBucket", "appId"]
+                .into_iter()
+                .find(|k| message.contains(k))
+                .unwrap_or("srcDomain");
+            return Err(self.error_at(key, message));
+        }
+        for (key, secret) in [
+            ("srcAccessKey", &self.src_access_key),
+            ("srcSecretKey", &self.src_secret_key),
+        ] {
+            if secret.is_empty() {
+                return Err(self.error_at(
+                    key,
+                    format!(
+                        "is blank; srcType={} reads the source bucket with \
+                         srcAccessKey/srcSecretKey: fill both",
+                        self.src_type
                     ),
                 ));
             }
@@ -125,10 +180,10 @@ mod tests {
     fn refusals_point_at_the_key_line() {
         let cases: &[(&str, &str, usize, &str)] = &[
             (
-                "srcType=s3\n",
+                "srcType=azure\n",
                 "srcType",
                 8,
-                "srcType=s3 is not supported yet",
+                "srcType=azure is not supported yet",
             ),
             ("srcPrefix=\n", "srcPrefix", 8, "absolute directory"),
             ("destDomain=\n", "destDomain", 8, "is blank"),
@@ -154,6 +209,27 @@ mod tests {
             assert!(err.message.contains(says), "{extra}: {err}");
             assert!(err.to_string().starts_with("conf/local_job.cfg:8: key `"));
         }
+    }
+
+    #[test]
+    fn remote_sources_need_their_endpoint_bucket_and_keys() {
+        let s3 = "srcType=s3\nsrcDomain=http://s3.us-west-2.amazonaws.com\nsrcBucket=b\n";
+        job(&format!("{s3}srcAccessKey=a\nsrcSecretKey=s\n"))
+            .validate()
+            .unwrap();
+        let err = refused(&format!("{s3}srcAccessKey=a\n"));
+        assert_eq!(err.key.as_deref(), Some("srcSecretKey"));
+        assert!(err.message.contains("fill both"), "{err}");
+        let err = refused("srcType=oss\nsrcDomain=\nsrcBucket=b\nsrcAccessKey=a\nsrcSecretKey=s\n");
+        assert_eq!(err.key.as_deref(), Some("srcDomain"), "{err}");
+        let err =
+            refused("srcType=cos\nsrcDomain=sh\nsrcBucket=b\nsrcAccessKey=a\nsrcSecretKey=s\n");
+        assert!(err.message.contains("set appId"), "{err}");
+        let err = refused("srcType=http\nhttpListFilePath=\n");
+        assert_eq!(err.key.as_deref(), Some("httpListFilePath"), "{err}");
+        job("srcType=http\nhttpListFilePath=/l.txt\n")
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::source::Body;
+use crate::payload::Body;
 
 /// User metadata key holding the source file's mtime (unix seconds), so skip-existing and
 /// audit compare with the file's own time rather than the upload time.

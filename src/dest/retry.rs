@@ -2,13 +2,11 @@
 //! tried again with exponential backoff and full jitter (backon), a bounded number of times;
 //! then the failure is the file's.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 
 use super::{DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
-use crate::source::Body;
+use crate::payload::Body;
 
 pub struct RetryingDestination<D> {
     inner: D,
@@ -20,11 +18,7 @@ impl<D: Destination> RetryingDestination<D> {
     pub fn new(inner: D, tries: usize) -> Self {
         RetryingDestination {
             inner,
-            policy: ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(10))
-                .with_max_times(tries.saturating_sub(1))
-                .with_jitter(),
+            policy: crate::backoff::policy(tries),
         }
     }
 

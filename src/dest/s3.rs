@@ -1,28 +1,18 @@
 //! OSS (or any S3-compatible store) through aws-sdk-s3, with the settings OSS needs.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    retry::RetryConfig, timeout::TimeoutConfig,
-};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use std::sync::{Arc, Mutex};
-
-use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_s3::error::BoxError;
-
 use super::{ByteChunks, DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
-use crate::source::Body;
+use crate::payload::Body;
+use crate::s3client::{CaptureHeader, ClientSettings, build_client, describe};
+use crate::source::endpoint::{host_of, is_ip_or_localhost, oss_region};
 
 /// Characters kept as is in an `x-amz-copy-source` value: unreserved ones and `/`.
 const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
@@ -51,36 +41,16 @@ impl S3Destination {
     pub fn new(s: &S3Settings<'_>) -> Self {
         let endpoint = s.endpoint.trim_end_matches('/');
         let host = host_of(endpoint);
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new(region_of(host)))
-            .credentials_provider(Credentials::new(
-                s.access_key,
-                s.secret_key,
-                None,
-                None,
-                "ossimport-conf",
-            ))
+        let client = build_client(&ClientSettings {
+            endpoint,
+            region: &oss_region(host).unwrap_or_else(|| "us-east-1".into()),
             // OSS wants virtual-hosted style; an IP or localhost endpoint has no DNS for that.
-            .force_path_style(is_ip_or_localhost(host))
-            // OSS and most S3-compatible stores reject the aws-chunked CRC trailers the SDK
-            // sends by default (reference §9).
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            // Retries live in one place, `RetryingDestination`, for every destination; the
-            // SDK's own would multiply with them (and its retry quota gives up under load).
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    // A stalled connection becomes a retried error instead of a hang.
-                    .read_timeout(Duration::from_secs(120))
-                    .build(),
-            )
-            .build();
+            path_style: is_ip_or_localhost(host),
+            access_key: s.access_key,
+            secret_key: s.secret_key,
+        });
         S3Destination {
-            client: Client::from_conf(config),
+            client,
             bucket: s.bucket.to_string(),
             secrets: [s.access_key.to_string(), s.secret_key.to_string()],
         }
@@ -91,68 +61,16 @@ impl S3Destination {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let transient = is_transient(&e);
-        let mut message = match &e {
-            // What the server said, readably; the SDK's debug dump is for other failures.
-            SdkError::ServiceError(se) => format!(
-                "{what} `{key}` failed: HTTP {} {} {}",
-                se.raw().status().as_u16(),
-                se.err().code().unwrap_or("(no error code)"),
-                se.err().message().unwrap_or_default()
-            ),
-            _ => format!("{what} `{key}` failed: {}", DisplayErrorContext(e)),
-        };
-        // A file that changed while it was read fails the same way on every try.
-        let transient = transient && !message.contains(crate::task::record::reason::SIZE_NOT_MATCH);
-        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-            message = message.replace(secret.as_str(), "***");
+        let f = describe(what, key, &e, &self.secrets);
+        // A source that changed or vanished while it was read fails the same way every try.
+        let transient = f.transient
+            && !crate::payload::PERMANENT_READ_ERRORS
+                .iter()
+                .any(|w| f.message.contains(w));
+        DestError {
+            message: f.message,
+            transient,
         }
-        DestError { message, transient }
-    }
-}
-
-fn host_of(endpoint: &str) -> &str {
-    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    }
-}
-
-fn is_ip_or_localhost(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
-}
-
-/// The signing region: OSS endpoints are `oss-<region>[-internal].aliyuncs.com`; anything
-/// else signs as us-east-1, which S3-compatible servers accept.
-fn region_of(host: &str) -> String {
-    let first = host.split('.').next().unwrap_or_default();
-    match first.strip_prefix("oss-") {
-        Some(region) if host.ends_with("aliyuncs.com") => {
-            region.trim_end_matches("-internal").to_string()
-        }
-        _ => "us-east-1".to_string(),
-    }
-}
-
-/// Timeouts, connection faults, 5xx and throttling are worth another try; the rest is final.
-fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
-    match e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let code = se.err().code().unwrap_or_default();
-            status >= 500
-                || status == 429
-                || matches!(
-                    code,
-                    "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout"
-                )
-        }
-        _ => false,
     }
 }
 
@@ -163,33 +81,6 @@ fn user_metadata(opts: &PutOptions) -> Option<std::collections::HashMap<String, 
 fn etag(e: Option<&str>) -> String {
     e.unwrap_or_default().to_string()
 }
-
-/// Captures one response header the SDK does not model (`x-oss-hash-crc64ecma`).
-#[derive(Debug, Clone, Default)]
-struct CaptureHeader(Arc<Mutex<Option<String>>>);
-
-impl Intercept for CaptureHeader {
-    fn name(&self) -> &'static str {
-        "CaptureHeader"
-    }
-
-    fn read_before_deserialization(
-        &self,
-        context: &BeforeDeserializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let value = context
-            .response()
-            .headers()
-            .get(OSS_CRC64_HEADER)
-            .map(str::to_string);
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = value;
-        Ok(())
-    }
-}
-
-const OSS_CRC64_HEADER: &str = "x-oss-hash-crc64ecma";
 
 #[async_trait]
 impl Destination for S3Destination {
@@ -223,12 +114,7 @@ impl Destination for S3Destination {
             .interceptor(crc.clone())
             .send()
             .await;
-        let crc64 = crc
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_deref()
-            .and_then(|v| v.parse().ok());
+        let crc64 = crc.crc64();
         match sent {
             Ok(out) => Ok(Some(ObjectMeta {
                 crc64,
@@ -437,31 +323,5 @@ impl Destination for S3Destination {
             .await
             .map(|_| ())
             .map_err(|e| self.err("AbortMultipartUpload", key, e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addressing_and_region_follow_the_endpoint() {
-        assert_eq!(host_of("http://127.0.0.1:9800"), "127.0.0.1");
-        assert_eq!(
-            host_of("https://oss-cn-hangzhou.aliyuncs.com/"),
-            "oss-cn-hangzhou.aliyuncs.com"
-        );
-        assert_eq!(host_of("http://[::1]:80"), "::1");
-        assert!(
-            is_ip_or_localhost("127.0.0.1")
-                && is_ip_or_localhost("localhost")
-                && is_ip_or_localhost("::1")
-        );
-        assert!(!is_ip_or_localhost("oss-cn-hangzhou.aliyuncs.com"));
-        assert_eq!(
-            region_of("oss-cn-hangzhou-internal.aliyuncs.com"),
-            "cn-hangzhou"
-        );
-        assert_eq!(region_of("127.0.0.1"), "us-east-1");
     }
 }

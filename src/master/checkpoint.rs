@@ -1,11 +1,13 @@
 //! The scan checkpoint of one unit (`checkpoints/<round>/<hash>.cpt`): where its listing
-//! stopped, as the last file of the last persisted task.
+//! stopped, as the last file of the last persisted task, and how many entries of the unit's
+//! listing that file was into (`seen`: sources not ordered by path resume by it).
 //!
 //! Format (key=value lines, paths escaped as in TASK):
 //! ```text
 //! # ossimport-rs scan checkpoint v1
 //! unit=tree:photos
 //! last=photos/2019/img_0042.jpg
+//! seen=1250
 //! files=1200
 //! bytes=73400320
 //! tasks=3
@@ -27,6 +29,8 @@ const MAGIC: &str = "# ossimport-rs scan checkpoint v1";
 pub struct Checkpoint {
     pub unit: String,
     pub last: Option<RelPath>,
+    /// Entries of the unit's listing up to and including `last`, filtered ones included.
+    pub seen: u64,
     pub files: u64,
     pub bytes: u64,
     pub tasks: u64,
@@ -44,12 +48,13 @@ pub fn unit_hash(unit_id: &str) -> String {
 impl Checkpoint {
     pub fn to_text(&self) -> String {
         format!(
-            "{MAGIC}\nunit={}\nlast={}\nfiles={}\nbytes={}\ntasks={}\nfinished={}\n",
+            "{MAGIC}\nunit={}\nlast={}\nseen={}\nfiles={}\nbytes={}\ntasks={}\nfinished={}\n",
             escape(self.unit.as_bytes()),
             self.last
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
+            self.seen,
             self.files,
             self.bytes,
             self.tasks,
@@ -85,6 +90,7 @@ impl Checkpoint {
                 "last" => {
                     cpt.last = Some(RelPath(unescape(v).ok_or_else(|| bad("bad last path"))?))
                 }
+                "seen" => cpt.seen = num(v)?,
                 "files" => cpt.files = num(v)?,
                 "bytes" => cpt.bytes = num(v)?,
                 "tasks" => cpt.tasks = num(v)?,
@@ -126,6 +132,7 @@ mod tests {
         let cpt = Checkpoint {
             unit: "tree:a b".into(),
             last: Some(RelPath(b"a b/c\nd".to_vec())),
+            seen: 4,
             files: 3,
             bytes: 9,
             tasks: 1,

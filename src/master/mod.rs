@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::source::{RelPath, ScanUnit, Source, SourceObject};
-use crate::task::record::{FileRecord, Outcome, reason};
+use crate::source::{RelPath, Resume, ScanUnit, Source, SourceObject};
+use crate::task::record::{FileRecord, Outcome};
 use crate::task::{TaskId, TaskSpec};
 use crate::workdir::{
     TaskState, WorkDir, list_names, rename_durable, sync_dir, temp_sibling, write_atomic,
@@ -183,9 +183,16 @@ impl Master {
         }
         let (tx, mut rx) = mpsc::channel(8);
         let lister = {
-            let (source, unit, after) = (self.source.clone(), unit.clone(), cpt.last.clone());
-            tokio::spawn(async move { source.list(&unit, after, tx).await })
+            let resume = Resume {
+                after: cpt.last.clone(),
+                seen: cpt.seen,
+            };
+            let (source, unit) = (self.source.clone(), unit.clone());
+            tokio::spawn(async move { source.list(&unit, resume, tx).await })
         };
+        // Entries of this unit's listing consumed so far, and up to the batch's last file.
+        let mut seen = cpt.seen;
+        let mut batch_seen = seen;
         let mut batch: Vec<SourceObject> = Vec::new();
         let mut unlisted = Vec::new();
         let mut batch_bytes = 0u64;
@@ -203,13 +210,18 @@ impl Master {
             };
             let Some(items) = items else { break };
             for item in items {
+                seen += 1;
                 let obj = match item {
                     Ok(obj) => obj,
-                    Err(Error::Listing { path, message }) => {
+                    Err(Error::Listing {
+                        path,
+                        reason,
+                        message,
+                    }) => {
                         tracing::warn!(
                             "scan: cannot list `{path}`: {message}; the rest of the listing goes on"
                         );
-                        unlisted.push((path, message));
+                        unlisted.push((path, reason, message));
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -220,6 +232,7 @@ impl Master {
                 let full = batch.len() as u64 >= self.job.task_object_count_limit
                     || batch_bytes.saturating_add(obj.size) > self.job.task_object_size_limit;
                 if !batch.is_empty() && full {
+                    cpt.seen = batch_seen;
                     self.persist(
                         (unit, round),
                         std::mem::take(&mut batch),
@@ -232,12 +245,14 @@ impl Master {
                 }
                 batch_bytes += obj.size;
                 batch.push(obj);
+                batch_seen = seen;
             }
         }
         lister
             .await
             .map_err(|e| Error::Internal(format!("lister failed: {e}")))??;
         if !batch.is_empty() {
+            cpt.seen = batch_seen;
             self.persist((unit, round), batch, &mut cpt, &cpt_path, check_duplicate)?;
         }
         if !unlisted.is_empty() {
@@ -269,15 +284,11 @@ impl Master {
         &self,
         unit: &ScanUnit,
         round: u32,
-        unlisted: Vec<(RelPath, String)>,
+        unlisted: Vec<(RelPath, &'static str, String)>,
     ) -> Result<()> {
         let files = unlisted
             .iter()
-            .map(|(path, _)| SourceObject {
-                path: path.clone(),
-                size: 0,
-                mtime: 0,
-            })
+            .map(|(path, _, _)| SourceObject::new(path.clone(), 0, 0))
             .collect();
         let spec = self.first_attempt(unit, round, files);
         let hash = spec.content_hash();
@@ -286,10 +297,10 @@ impl Master {
         }
         let records: Vec<FileRecord> = unlisted
             .into_iter()
-            .map(|(path, msg)| {
+            .map(|(path, why, msg)| {
                 FileRecord::new(
                     Outcome::Failed,
-                    reason::READ_ERROR,
+                    why,
                     0,
                     path,
                     format!("cannot list it: {msg}"),

@@ -4,12 +4,26 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use std::io;
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc::Sender;
 use walkdir::WalkDir;
 
-use super::{Body, LIST_BATCH, ListBatch, Probe, RelPath, ScanUnit, Source, SourceObject};
+use super::{
+    Body, LIST_BATCH, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject,
+};
 use crate::error::{Error, IoContext, Result};
+use crate::payload::{ByteStream, Reopen};
+use crate::task::record::reason::READ_ERROR;
+
+/// Bytes read from a file per chunk.
+const CHUNK: usize = 256 * 1024;
 
 pub struct LocalSource {
     root: PathBuf,
@@ -60,11 +74,7 @@ impl LocalSource {
     }
 
     fn stat(&self, rel: &RelPath, meta: &fs::Metadata) -> SourceObject {
-        SourceObject {
-            path: rel.clone(),
-            size: meta.len(),
-            mtime: mtime_secs(meta),
-        }
+        SourceObject::new(rel.clone(), meta.len(), mtime_secs(meta))
     }
 
     /// The metadata a listed entry contributes, or `None` when it is not a file to upload.
@@ -77,20 +87,21 @@ impl LocalSource {
     }
 
     fn list_blocking(&self, unit: &ScanUnit, after: Option<RelPath>, out: &Sender<ListBatch>) {
-        let base = self.full_path(&unit.dir);
+        let Scope::Tree { dir, recursive } = &unit.scope else {
+            return;
+        };
+        let base = self.full_path(dir);
         let mut walker = WalkDir::new(&base)
             .min_depth(1)
             .follow_links(false)
             .sort_by_file_name();
-        if !unit.recursive {
+        if !recursive {
             walker = walker.max_depth(1);
         }
         let rel_of = |p: &Path| -> RelPath {
             match p.strip_prefix(&base) {
-                Ok(stripped) if !stripped.as_os_str().is_empty() => {
-                    unit.dir.join(&path_bytes(stripped))
-                }
-                _ => unit.dir.clone(),
+                Ok(stripped) if !stripped.as_os_str().is_empty() => dir.join(&path_bytes(stripped)),
+                _ => dir.clone(),
             }
         };
         let iter = walker.into_iter().filter_entry(|e| {
@@ -116,6 +127,7 @@ impl LocalSource {
                         Ok(None) => continue,
                         Err(e) => Err(Error::Listing {
                             path: rel,
+                            reason: READ_ERROR,
                             message: e.to_string(),
                         }),
                     }
@@ -130,6 +142,7 @@ impl LocalSource {
                         .map_or_else(|| e.to_string(), ToString::to_string);
                     Err(Error::Listing {
                         path: rel_of(&path),
+                        reason: READ_ERROR,
                         message,
                     })
                 }
@@ -149,13 +162,17 @@ fn unit(dir: RelPath, recursive: bool) -> ScanUnit {
     let kind = if recursive { "tree" } else { "files" };
     ScanUnit {
         id: format!("{kind}:{dir}"),
-        dir,
-        recursive,
+        scope: Scope::Tree { dir, recursive },
     }
 }
 
 #[async_trait]
 impl Source for LocalSource {
+    async fn check(&self) -> Result<()> {
+        // scan_units says the same with a better message; nothing to check before it.
+        Ok(())
+    }
+
     async fn scan_units(&self, max_depth: u32) -> Result<Vec<ScanUnit>> {
         let meta = fs::metadata(&self.root).ctx("cannot read srcPrefix folder", &self.root)?;
         if !meta.is_dir() {
@@ -169,12 +186,8 @@ impl Source for LocalSource {
         Ok(units)
     }
 
-    async fn list(
-        &self,
-        unit: &ScanUnit,
-        after: Option<RelPath>,
-        out: Sender<ListBatch>,
-    ) -> Result<()> {
+    async fn list(&self, unit: &ScanUnit, resume: Resume, out: Sender<ListBatch>) -> Result<()> {
+        let after = resume.after;
         let this = LocalSource {
             root: self.root.clone(),
             allow_symlinks: self.allow_symlinks,
@@ -185,7 +198,8 @@ impl Source for LocalSource {
             .map_err(|e| Error::Source(format!("listing thread failed: {e}")))
     }
 
-    async fn probe(&self, path: &RelPath) -> Result<Probe> {
+    async fn probe(&self, obj: &SourceObject) -> Result<Probe> {
+        let path = &obj.path;
         let full = self.full_path(path);
         match fs::metadata(&full) {
             Ok(meta) => Ok(Probe::Present(self.stat(path, &meta))),
@@ -194,16 +208,60 @@ impl Source for LocalSource {
         }
     }
 
-    fn local_path(&self, path: &RelPath) -> Option<PathBuf> {
-        Some(self.full_path(path))
-    }
-
-    async fn open(&self, path: &RelPath, offset: u64, len: u64) -> Result<Body> {
-        let full = self.full_path(path);
+    async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body> {
+        let full = self.full_path(&obj.path);
         // Opening now turns a permission problem into a clear per-file error before any
         // request is made.
         fs::File::open(&full).ctx("cannot open source file", &full)?;
-        Ok(Body::file(full, offset, len))
+        let what = format!("`{}`", full.display());
+        let range = FileRange {
+            path: full,
+            offset,
+            len,
+        };
+        Ok(Body::new(Arc::new(range), len, what))
+    }
+}
+
+/// A range of a local file, read in chunks while it is sent (never whole in memory).
+struct FileRange {
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+}
+
+impl Reopen for FileRange {
+    fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
+        let (path, offset, len) = (self.path.clone(), self.offset, self.len);
+        Box::pin(async move {
+            let mut file = tokio::fs::File::open(&path).await?;
+            file.seek(io::SeekFrom::Start(offset)).await?;
+            let chunks = stream::unfold(Some((file, len)), |state| async move {
+                let (mut file, remaining) = state?;
+                if remaining == 0 {
+                    return None;
+                }
+                let mut buf = vec![0u8; CHUNK.min(remaining as usize)];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match file.read(&mut buf[filled..]).await {
+                        // The end of the file: the body adapter reports how short it is.
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) => return Some((Err(e), None)),
+                    }
+                }
+                if filled == 0 {
+                    return None;
+                }
+                buf.truncate(filled);
+                Some((
+                    Ok(Bytes::from(buf)),
+                    Some((file, remaining - filled as u64)),
+                ))
+            });
+            Ok(chunks.boxed())
+        })
     }
 }
 
@@ -246,4 +304,56 @@ fn os_path(bytes: &[u8]) -> PathBuf {
 #[cfg(not(unix))]
 fn os_path(bytes: &[u8]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::payload::DigestSlot;
+
+    #[tokio::test]
+    async fn opens_a_range_again_for_every_read_and_hashes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("f"), &data).unwrap();
+        let source = LocalSource::new(dir.path().to_path_buf(), false);
+        let obj = SourceObject::new(RelPath(b"f".to_vec()), data.len() as u64, 0);
+        let slot = Arc::new(DigestSlot::default());
+        let body = source
+            .open(&obj, 1000, 600_000)
+            .await
+            .unwrap()
+            .hashed(slot.clone());
+        for _ in 0..2 {
+            let mut got = Vec::new();
+            let mut s = body.stream();
+            while let Some(chunk) = s.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(got, &data[1000..601_000]);
+        }
+        let want = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, &data[1000..601_000]);
+        assert_eq!(slot.get().unwrap().crc64, want);
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_listed_is_size_not_match() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"short").unwrap();
+        let source = LocalSource::new(dir.path().to_path_buf(), false);
+        let obj = SourceObject::new(RelPath(b"f".to_vec()), 10, 0);
+        let body = source.open(&obj, 0, 10).await.unwrap();
+        let mut s = body.stream();
+        let mut err = None;
+        while let Some(chunk) = s.next().await {
+            if let Err(e) = chunk {
+                err = Some(e);
+            }
+        }
+        assert!(err.unwrap().to_string().contains("SIZE_NOT_MATCH"));
+    }
 }

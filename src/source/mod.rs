@@ -1,60 +1,25 @@
 //! The one trait every source implements, the neutral types it speaks, and the function that
 //! picks a source by `srcType`.
+//!
+//! A source lists itself in [`ScanUnit`]s of its own kind (local folders, key prefixes, ranges
+//! of lines of a URL list), looks at one object again ([`Source::probe`]) and opens a byte
+//! range of it as a [`Body`] that can be read again for each attempt. The worker, the
+//! verification and the destination never know which source they talk to.
 
+pub mod endpoint;
+pub mod http;
+pub mod httplist;
 pub mod local;
-
-use std::fmt;
-use std::path::PathBuf;
-use std::sync::Arc;
+pub mod s3;
 
 use async_trait::async_trait;
 
+pub use crate::payload::Body;
+pub use crate::relpath::RelPath;
+
 use crate::config::{JobConfig, SrcType};
 use crate::error::{Error, Result};
-use crate::throttle::RateLimiter;
-
-/// A file's path relative to `srcPrefix`, `/`-separated. Bytes, because a local file name
-/// need not be UTF-8; whether it makes a valid OSS key is decided by [`crate::key`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RelPath(pub Vec<u8>);
-
-impl RelPath {
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Order of a sorted depth-first walk: component by component, so `a/b` < `a-c`.
-    pub fn walk_cmp(&self, other: &RelPath) -> std::cmp::Ordering {
-        self.0
-            .split(|b| *b == b'/')
-            .cmp(other.0.split(|b| *b == b'/'))
-    }
-
-    /// `self` joined with a child name.
-    pub fn join(&self, name: &[u8]) -> RelPath {
-        if self.0.is_empty() {
-            return RelPath(name.to_vec());
-        }
-        let mut v = Vec::with_capacity(self.0.len() + 1 + name.len());
-        v.extend_from_slice(&self.0);
-        v.push(b'/');
-        v.extend_from_slice(name);
-        RelPath(v)
-    }
-
-    /// True when `self` is `dir` or lies under it.
-    pub fn is_within(&self, dir: &RelPath) -> bool {
-        dir.0.is_empty()
-            || self.0 == dir.0
-            || (self.0.starts_with(&dir.0) && self.0.get(dir.0.len()) == Some(&b'/'))
-    }
-}
-
-impl fmt::Display for RelPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::task::escape::escape(&self.0))
-    }
-}
+use endpoint::{S3Vendor, s3_endpoint};
 
 /// Listed objects travel in batches: one channel hand-off per entry would cost more than the
 /// `stat` behind it.
@@ -63,13 +28,61 @@ pub type ListBatch = Vec<Result<SourceObject>>;
 /// Entries per [`ListBatch`].
 pub const LIST_BATCH: usize = 1024;
 
-/// One file of the source as the listing saw it.
+/// One object of the source as the listing (or a probe) saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceObject {
     pub path: RelPath,
     pub size: u64,
-    /// Last modification, unix seconds.
+    /// Last modification, unix seconds (the precision every source gives).
     pub mtime: i64,
+    /// The source's own change marker when it has one (an object store's ETag, an HTTP
+    /// server's ETag): a different marker means different bytes, even at the same size.
+    pub version: Option<String>,
+    /// CRC-64/XZ of the content as the source reports it (OSS `x-oss-hash-crc64ecma`).
+    pub crc64: Option<u64>,
+    /// MD5 of the content as the source reports it (hex): a single-part S3 ETag, a blob's
+    /// Content-MD5. Only probes fill it; it is not kept in TASK files.
+    pub md5: Option<String>,
+    /// Where the source finds the object when its path does not say (an http list's URL).
+    pub locator: Option<String>,
+}
+
+impl SourceObject {
+    /// An object known by path, size and mtime only (a local file).
+    pub fn new(path: RelPath, size: u64, mtime: i64) -> SourceObject {
+        SourceObject {
+            path,
+            size,
+            mtime,
+            version: None,
+            crc64: None,
+            md5: None,
+            locator: None,
+        }
+    }
+
+    /// True when `now` is still the object that was listed as `self`.
+    pub fn same_as(&self, now: &SourceObject) -> bool {
+        let versions_agree = match (&self.version, &now.version) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.size == now.size && self.mtime == now.mtime && versions_agree
+    }
+}
+
+/// What a scan unit covers, in the terms of its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Local: a folder relative to `srcPrefix`. Object stores: a key prefix relative to
+    /// `srcPrefix`, ending in `/` unless empty.
+    Tree {
+        dir: RelPath,
+        /// False: only the entries directly in `dir`; true: the whole subtree.
+        recursive: bool,
+    },
+    /// A URL list: `count` lines from line `first` (1-based), which starts at `offset`.
+    Lines { first: u64, offset: u64, count: u64 },
 }
 
 /// A part of the job's listing that can be scanned on its own, in parallel with the others,
@@ -78,118 +91,15 @@ pub struct SourceObject {
 pub struct ScanUnit {
     /// Stable identity of the unit (its checkpoint file is named by a hash of it).
     pub id: String,
-    /// Local: the folder, relative to `srcPrefix`.
-    pub dir: RelPath,
-    /// False: only the files directly in `dir`; true: the whole subtree.
-    pub recursive: bool,
+    pub scope: Scope,
 }
 
-/// The bytes of a file range, ready to stream to the destination without holding them.
-#[derive(Clone)]
-pub enum Body {
-    /// A range of a local file, read in chunks while it is sent.
-    File {
-        path: PathBuf,
-        offset: u64,
-        len: u64,
-        /// The process-wide bandwidth cap every chunk passes through.
-        pace: Option<Arc<RateLimiter>>,
-        /// Receives the checksums of the range once it has been read to the end.
-        digests: Option<Arc<DigestSlot>>,
-    },
-}
-
-impl Body {
-    pub fn file(path: PathBuf, offset: u64, len: u64) -> Body {
-        Body::File {
-            path,
-            offset,
-            len,
-            pace: None,
-            digests: None,
-        }
-    }
-
-    pub fn len(&self) -> u64 {
-        match self {
-            Body::File { len, .. } => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The same bytes, sent no faster than `limiter` allows.
-    pub fn paced(self, limiter: Option<Arc<RateLimiter>>) -> Body {
-        match self {
-            Body::File {
-                path,
-                offset,
-                len,
-                digests,
-                ..
-            } => Body::File {
-                path,
-                offset,
-                len,
-                pace: limiter,
-                digests,
-            },
-        }
-    }
-
-    /// The same bytes, with MD5 and CRC-64 computed while they are sent.
-    pub fn hashed(self, slot: Arc<DigestSlot>) -> Body {
-        match self {
-            Body::File {
-                path,
-                offset,
-                len,
-                pace,
-                ..
-            } => Body::File {
-                path,
-                offset,
-                len,
-                pace,
-                digests: Some(slot),
-            },
-        }
-    }
-}
-
-impl fmt::Debug for Body {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Body::File {
-                path, offset, len, ..
-            } => write!(f, "File({}, {offset}+{len})", path.display()),
-        }
-    }
-}
-
-/// The checksums of a streamed body, computed while it is sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Digests {
-    pub md5: [u8; 16],
-    /// CRC-64/XZ (what OSS calls crc64ecma).
-    pub crc64: u64,
-}
-
-/// Where a streamed body leaves its checksums: set only by a read that reached the end, so a
-/// retried request (which reads again) leaves those of the bytes actually sent.
-#[derive(Debug, Default)]
-pub struct DigestSlot(std::sync::Mutex<Option<Digests>>);
-
-impl DigestSlot {
-    pub fn set(&self, digests: Digests) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(digests);
-    }
-
-    pub fn get(&self) -> Option<Digests> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// Where a unit's listing resumes after a restart: after the last persisted object, which
+/// was the `seen`-th entry the listing gave (sources whose order is not by path use that).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    pub after: Option<RelPath>,
+    pub seen: u64,
 }
 
 /// What the worker learned when it looked at a file again just before sending it.
@@ -201,56 +111,84 @@ pub enum Probe {
 
 #[async_trait]
 pub trait Source: Send + Sync {
+    /// Checks, before any work starts, that the source can be read with the job's settings
+    /// and keys; a failure here aborts the job with one reason instead of failing every file.
+    ///
+    /// # Errors
+    /// When the source is unreachable, the keys are wrong or the bucket does not exist.
+    async fn check(&self) -> Result<()>;
+
     /// The units the listing is split into, scanned in parallel by `scanThreadCount` threads;
-    /// folders down to `max_depth` (`maxMultiThreadScanDepth`) become units of their own.
+    /// levels down to `max_depth` (`maxMultiThreadScanDepth`) become units of their own.
     ///
     /// # Errors
     /// When the source root cannot be read.
     async fn scan_units(&self, max_depth: u32) -> Result<Vec<ScanUnit>>;
 
-    /// Lists `unit` in a stable order, strictly after `after` when given (the checkpoint),
-    /// sending each object to `out`. Stops early, without error, when `out` is closed.
+    /// Lists `unit` in a stable order, from `resume` on, sending each object to `out`.
+    /// Stops early, without error, when `out` is closed.
     ///
     /// # Errors
     /// On a listing failure that loses the rest of the unit.
     async fn list(
         &self,
         unit: &ScanUnit,
-        after: Option<RelPath>,
+        resume: Resume,
         out: tokio::sync::mpsc::Sender<ListBatch>,
     ) -> Result<()>;
 
-    /// Looks at one file again (the worker does this right before sending it).
+    /// Looks at one object again (the worker does this right before sending it); `obj` is
+    /// the object as listed.
     ///
     /// # Errors
-    /// When the file exists but cannot be inspected (permissions, I/O).
-    async fn probe(&self, path: &RelPath) -> Result<Probe>;
+    /// When the object exists but cannot be inspected (permissions, I/O, the network).
+    async fn probe(&self, obj: &SourceObject) -> Result<Probe>;
 
-    /// The file's path on this machine, when the source is local (for checksums and
-    /// read-back verification).
-    fn local_path(&self, _path: &RelPath) -> Option<PathBuf> {
-        None
-    }
-
-    /// The bytes `offset..offset+len` of a file.
+    /// The bytes `offset..offset+len` of `obj`, as listed or probed. Sources with a change
+    /// marker read exactly that version, so a rewrite in between fails instead of mixing two.
     ///
     /// # Errors
-    /// When the file cannot be opened.
-    async fn open(&self, path: &RelPath, offset: u64, len: u64) -> Result<Body>;
+    /// When the object cannot be opened.
+    async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body>;
 }
 
 /// Picks the source for the job's `srcType`.
 ///
 /// # Errors
-/// For source types this version does not support yet.
+/// For source types this version does not support yet, and settings a source refuses.
 pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
-    match job.src_type {
-        SrcType::Local => Ok(Box::new(local::LocalSource::new(
-            PathBuf::from(&job.src_prefix),
-            job.is_allow_symbolic_link,
-        ))),
-        other => Err(Error::Source(format!(
-            "srcType={other} is not supported yet by ossimport-rs; this version migrates srcType=local only"
-        ))),
-    }
+    let vendor = match job.src_type {
+        SrcType::Local => {
+            return Ok(Box::new(local::LocalSource::new(
+                std::path::PathBuf::from(&job.src_prefix),
+                job.is_allow_symbolic_link,
+            )));
+        }
+        SrcType::Http => {
+            return Ok(Box::new(http::HttpSource::new(
+                std::path::PathBuf::from(&job.http_list_file_path),
+                job.http_prefix_column,
+                job.relative_path_column,
+                job.task_object_count_limit,
+            )?));
+        }
+        SrcType::Oss => S3Vendor::Oss,
+        SrcType::S3 => S3Vendor::S3,
+        SrcType::Cos => S3Vendor::Cos,
+        SrcType::Bos => S3Vendor::Bos,
+        SrcType::Ks3 => S3Vendor::Ks3,
+        other => {
+            return Err(Error::Source(format!(
+                "srcType={other} is not supported yet by ossimport-rs"
+            )));
+        }
+    };
+    let at =
+        s3_endpoint(vendor, &job.src_domain, &job.src_bucket, job.app_id).map_err(Error::Source)?;
+    Ok(Box::new(s3::S3Source::new(
+        &at,
+        &job.src_prefix,
+        job.src_access_key.expose(),
+        job.src_secret_key.expose(),
+    )))
 }

@@ -72,6 +72,29 @@ pub struct TaskSpec {
 }
 
 const TASK_MAGIC: &str = "# ossimport-rs task v1";
+const PLAIN_COLUMNS: &str = "--- size mtime path";
+/// `version` is the source's change marker, `locator` where the source finds the object (an
+/// http list's URL); each escaped without spaces, `-` when there is none.
+const VERSIONED_COLUMNS: &str = "--- size mtime version locator path";
+
+/// An optional text as one column: no spaces, and `-` only when there is none.
+fn column(v: Option<&str>) -> String {
+    match v {
+        None => "-".to_string(),
+        Some("-") => "\\x2D".to_string(),
+        Some(v) => escape::escape(v.as_bytes()).replace(' ', "\\x20"),
+    }
+}
+
+/// The inverse of [`column`].
+fn parse_column(v: &str) -> Option<Option<String>> {
+    match v {
+        "-" => Some(None),
+        v => Some(Some(
+            String::from_utf8_lossy(&escape::unescape(v)?).into_owned(),
+        )),
+    }
+}
 
 impl TaskSpec {
     pub fn total_bytes(&self) -> u64 {
@@ -94,8 +117,18 @@ impl TaskSpec {
     }
 
     pub fn to_text(&self) -> String {
+        // Sources with a change marker add a column; local tasks keep the first format.
+        let versioned = self
+            .files
+            .iter()
+            .any(|f| f.version.is_some() || f.locator.is_some());
+        let columns = if versioned {
+            VERSIONED_COLUMNS
+        } else {
+            PLAIN_COLUMNS
+        };
         let mut out = format!(
-            "{TASK_MAGIC}\njob={}\nround={}\nunit={}\nattempt={}\nfiles={}\nbytes={}\n--- size mtime path\n",
+            "{TASK_MAGIC}\njob={}\nround={}\nunit={}\nattempt={}\nfiles={}\nbytes={}\n{columns}\n",
             self.job,
             self.round,
             escape::escape(self.unit.as_bytes()),
@@ -104,7 +137,16 @@ impl TaskSpec {
             self.total_bytes()
         );
         for f in &self.files {
-            out.push_str(&format!("{} {} {}\n", f.size, f.mtime, f.path));
+            if versioned {
+                let version = column(f.version.as_deref());
+                let locator = column(f.locator.as_deref());
+                out.push_str(&format!(
+                    "{} {} {version} {locator} {}\n",
+                    f.size, f.mtime, f.path
+                ));
+            } else {
+                out.push_str(&format!("{} {} {}\n", f.size, f.mtime, f.path));
+            }
         }
         out
     }
@@ -131,8 +173,10 @@ impl TaskSpec {
             files: Vec::new(),
         };
         let mut expected_files = None;
+        let mut versioned = false;
         for (n, line) in lines.by_ref() {
             if line.starts_with("---") {
+                versioned = line == VERSIONED_COLUMNS;
                 break;
             }
             let (k, v) = line
@@ -153,16 +197,31 @@ impl TaskSpec {
             }
         }
         for (n, line) in lines {
-            let mut parts = line.splitn(3, ' ');
-            let (Some(size), Some(mtime), Some(p)) = (parts.next(), parts.next(), parts.next())
-            else {
+            let mut parts = line.splitn(if versioned { 5 } else { 3 }, ' ');
+            let (Some(size), Some(mtime)) = (parts.next(), parts.next()) else {
                 return Err(bad(n, "expected `<size> <mtime> <path>`"));
             };
-            spec.files.push(SourceObject {
-                size: size.parse().map_err(|_| bad(n, "bad size"))?,
-                mtime: mtime.parse().map_err(|_| bad(n, "bad mtime"))?,
-                path: RelPath(escape::unescape(p).ok_or_else(|| bad(n, "bad path escape"))?),
-            });
+            let (version, locator) = if versioned {
+                let mut next = || {
+                    parts.next().and_then(parse_column).ok_or_else(|| {
+                        bad(n, "expected `<size> <mtime> <version> <locator> <path>`")
+                    })
+                };
+                (next()?, next()?)
+            } else {
+                (None, None)
+            };
+            let Some(p) = parts.next() else {
+                return Err(bad(n, "expected `<size> <mtime> <path>`"));
+            };
+            let mut file = SourceObject::new(
+                RelPath(escape::unescape(p).ok_or_else(|| bad(n, "bad path escape"))?),
+                size.parse().map_err(|_| bad(n, "bad size"))?,
+                mtime.parse().map_err(|_| bad(n, "bad mtime"))?,
+            );
+            file.version = version;
+            file.locator = locator;
+            spec.files.push(file);
         }
         if !text.ends_with('\n') || expected_files.is_some_and(|n| n != spec.files.len()) {
             return Err(bad(0, "file count does not match the header (truncated?)"));
@@ -189,16 +248,8 @@ mod tests {
             unit: "tree:dir a".into(),
             attempt: 1,
             files: vec![
-                SourceObject {
-                    path: RelPath(b"dir a/x y.txt".to_vec()),
-                    size: 5,
-                    mtime: 1700000000,
-                },
-                SourceObject {
-                    path: RelPath(b"dir a/bad\xffname".to_vec()),
-                    size: 0,
-                    mtime: 1,
-                },
+                SourceObject::new(RelPath(b"dir a/x y.txt".to_vec()), 5, 1700000000),
+                SourceObject::new(RelPath(b"dir a/bad\xffname".to_vec()), 0, 1),
             ],
         }
     }
@@ -208,6 +259,22 @@ mod tests {
         let spec = sample();
         let text = spec.to_text();
         assert!(text.contains("5 1700000000 dir a/x y.txt\n"), "{text}");
+        assert_eq!(TaskSpec::parse(&text, Path::new("TASK")).unwrap(), spec);
+    }
+
+    #[test]
+    fn versions_round_trip_in_their_own_column() {
+        let mut spec = sample();
+        spec.files[0].version = Some("\"9b2cf535f27731c974343645a3985328\"".into());
+        spec.files[1].version = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
+        spec.files[1].locator = Some("http://h/a b".into());
+        let text = spec.to_text();
+        assert!(
+            text.contains("--- size mtime version locator path\n"),
+            "{text}"
+        );
+        assert!(text.contains(" - dir a/x y.txt\n"), "{text}");
+        assert!(text.contains("Wed,\\x2021"), "{text}");
         assert_eq!(TaskSpec::parse(&text, Path::new("TASK")).unwrap(), spec);
     }
 

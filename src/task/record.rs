@@ -34,6 +34,8 @@ pub mod reason {
     pub const FILE_NOT_FOUND: &str = "FILE_NOT_FOUND";
     pub const READ_ERROR: &str = "READ_ERROR";
     pub const UPLOAD_ERROR: &str = "UPLOAD_ERROR";
+    /// A line of the http list that names no file (too few columns, not a URL).
+    pub const BAD_LIST_LINE: &str = "BAD_LIST_LINE";
     /// Audit: the object is not at the destination.
     pub const MISSING: &str = "MISSING";
     /// Audit: the object is older than the file, or records another source mtime.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::JobConfig;
 use crate::dest::Destination;
 use crate::error::{Error, Result};
+use crate::payload::DigestSlot;
 use crate::source::Source;
 use crate::task::record::{FileRecord, Outcome, reason};
 use crate::task::{TaskId, TaskSpec};
@@ -24,14 +25,14 @@ use crate::workdir::{TaskState, WorkDir};
 /// wanted, hashed on the way; the slot receives the checksums once the body was sent.
 pub(crate) async fn open_body(
     ctx: &JobContext,
-    path: &crate::source::RelPath,
+    obj: &crate::source::SourceObject,
     offset: u64,
     len: u64,
-) -> std::result::Result<(crate::source::Body, Arc<crate::source::DigestSlot>), verify::Failure> {
-    let slot = Arc::new(crate::source::DigestSlot::default());
+) -> std::result::Result<(crate::payload::Body, Arc<DigestSlot>), verify::Failure> {
+    let slot = Arc::new(DigestSlot::default());
     let mut body = ctx
         .source
-        .open(path, offset, len)
+        .open(obj, offset, len)
         .await
         .map_err(|e| (crate::task::record::reason::READ_ERROR, e.to_string()))?
         .paced(ctx.limiter.clone());

@@ -16,10 +16,11 @@ use md5::{Digest, Md5};
 
 use crate::dest::{PartInfo, PutOptions};
 use crate::error::{Error, IoContext, Result};
-use crate::source::{Digests, SourceObject};
+use crate::payload::Digests;
+use crate::source::SourceObject;
 
 use super::verify::{Expected, hex, multipart_etag};
-use crate::task::escape::escape;
+use crate::task::escape::{escape, unescape};
 use crate::task::record::reason;
 use crate::workdir::write_atomic;
 
@@ -40,14 +41,21 @@ pub fn part_size(file_size: u64, configured: u64) -> u64 {
 struct UploadRecord {
     size: u64,
     mtime: i64,
+    /// The source's change marker, when it has one.
+    version: Option<String>,
     part_size: u64,
     upload_id: String,
 }
 
 impl UploadRecord {
     fn to_text(&self, file: &SourceObject) -> String {
+        let version = self
+            .version
+            .as_deref()
+            .map(|v| format!("version={}\n", escape(v.as_bytes())))
+            .unwrap_or_default();
         format!(
-            "{MAGIC}\npath={}\nsize={}\nmtime={}\npart_size={}\nupload_id={}\n",
+            "{MAGIC}\npath={}\nsize={}\nmtime={}\n{version}part_size={}\nupload_id={}\n",
             file.path, self.size, self.mtime, self.part_size, self.upload_id
         )
     }
@@ -63,6 +71,10 @@ impl UploadRecord {
         Some(UploadRecord {
             size: map.get("size")?.parse().ok()?,
             mtime: map.get("mtime")?.parse().ok()?,
+            version: match map.get("version") {
+                Some(v) => Some(String::from_utf8_lossy(&unescape(v)?).into_owned()),
+                None => None,
+            },
             part_size: map.get("part_size")?.parse().ok()?,
             upload_id: map.get("upload_id")?.to_string(),
         })
@@ -199,6 +211,7 @@ pub async fn upload(
             let record = UploadRecord {
                 size: file.size,
                 mtime: file.mtime,
+                version: file.version.clone(),
                 part_size: size,
                 upload_id: id.clone(),
             };
@@ -221,7 +234,7 @@ pub async fn upload(
             let offset = i * size;
             let len = size.min(file.size - offset);
             let number = i as i32 + 1;
-            let (body, slot) = open_body(ctx, &file.path, offset, len).await?;
+            let (body, slot) = open_body(ctx, file, offset, len).await?;
             let etag = ctx
                 .dest
                 .upload_part(key, id, number, body)
@@ -293,8 +306,10 @@ async fn resume(
         let _ = fs::remove_dir_all(dir);
         return Ok((None, BTreeMap::new()));
     };
-    let unchanged =
-        record.size == file.size && record.mtime == file.mtime && record.part_size == part_size;
+    let unchanged = record.size == file.size
+        && record.mtime == file.mtime
+        && record.version == file.version
+        && record.part_size == part_size;
     if unchanged {
         let server = ctx
             .dest
@@ -365,14 +380,11 @@ mod tests {
         let r = UploadRecord {
             size: 10,
             mtime: 5,
+            version: Some("\"abc\" x".into()),
             part_size: 3,
             upload_id: "abc=def".into(),
         };
-        let f = SourceObject {
-            path: crate::source::RelPath(b"a b".to_vec()),
-            size: 10,
-            mtime: 5,
-        };
+        let f = SourceObject::new(crate::source::RelPath(b"a b".to_vec()), 10, 5);
         assert_eq!(UploadRecord::parse(&r.to_text(&f)), Some(r));
     }
 }

@@ -38,7 +38,7 @@ enum Checked {
 
 /// Looks at the file again before using it.
 async fn recheck(ctx: &JobContext, file: &SourceObject, attempt: u32) -> Result<Checked, Failure> {
-    match ctx.source.probe(&file.path).await {
+    match ctx.source.probe(file).await {
         Ok(Probe::Present(now)) if now.size != file.size && attempt == 1 => Err((
             reason::SIZE_NOT_MATCH,
             format!(
@@ -70,6 +70,11 @@ async fn transfer(
     listed: &SourceObject,
     attempt: u32,
 ) -> Result<FileRecord, Failure> {
+    if listed.size == 0 && listed.path.as_bytes().ends_with(b"/") {
+        let why = "a folder marker of the source's console (a key ending in /, 0 bytes); \
+                   folders need no object in OSS";
+        return Ok(record(listed, Outcome::Skipped, "FOLDER", why.into()));
+    }
     let file = &match recheck(ctx, listed, attempt).await? {
         Checked::Use(now) => now,
         Checked::Done(record) => return Ok(record),
@@ -99,8 +104,8 @@ async fn transfer(
     };
     // The body was read to exactly the listed length; a file that grew meanwhile was
     // changed while it was read.
-    if let Ok(Probe::Present(now)) = ctx.source.probe(&file.path).await
-        && (now.size != file.size || now.mtime != file.mtime)
+    if let Ok(Probe::Present(now)) = ctx.source.probe(file).await
+        && !file.same_as(&now)
     {
         return Err((
             reason::SIZE_NOT_MATCH,
@@ -132,9 +137,11 @@ async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord,
         );
         return Ok(record(file, Outcome::Skipped, "MODIFIED", why));
     }
-    if let Checked::Done(record) = recheck(ctx, file, 1).await? {
-        return Ok(record);
-    }
+    // The probe's view carries what the source says of the content (CRC-64, MD5).
+    let file = &match recheck(ctx, file, 1).await? {
+        Checked::Use(now) => now,
+        Checked::Done(record) => return Ok(record),
+    };
     let key =
         object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;
     let proof = verify(ctx, &key, file, ctx.job.audit_mode, None).await?;
@@ -162,7 +169,18 @@ async fn upload(
     opts: &mut PutOptions,
 ) -> Result<(String, String, Option<Expected>), Failure> {
     if file.size > ctx.job.multipart_upload_threshold {
-        let up = multipart::upload(ctx, key, file, opts).await?;
+        let up = match multipart::upload(ctx, key, file, opts).await {
+            Ok(up) => up,
+            Err((_, msg)) if msg.contains(crate::source::http::RANGE_NOT_SUPPORTED) => {
+                tracing::warn!(
+                    "{}: the source server ignores Range, so it goes up in one request",
+                    file.path
+                );
+                multipart::abandon(ctx, key, file).await;
+                return single_put(ctx, key, file, opts).await;
+            }
+            Err(failure) => return Err(failure),
+        };
         let mut note = String::new();
         if up.resumed > 0 {
             note.push_str(&format!(" resumed_parts={}", up.resumed));
@@ -174,7 +192,17 @@ async fn upload(
         }
         return Ok((up.etag, note, up.expected));
     }
-    let (body, slot) = super::open_body(ctx, &file.path, 0, file.size).await?;
+    single_put(ctx, key, file, opts).await
+}
+
+/// Sends the file in one request.
+async fn single_put(
+    ctx: &JobContext,
+    key: &str,
+    file: &SourceObject,
+    opts: &mut PutOptions,
+) -> Result<(String, String, Option<Expected>), Failure> {
+    let (body, slot) = super::open_body(ctx, file, 0, file.size).await?;
     let etag = ctx
         .dest
         .put(key, body, opts)
@@ -206,7 +234,7 @@ async fn explain_failure(
     file: &SourceObject,
     failure: Failure,
 ) -> Failure {
-    let cause = match ctx.source.probe(&file.path).await {
+    let cause = match ctx.source.probe(file).await {
         Ok(Probe::Present(now)) if now.size != file.size => Some((
             reason::SIZE_NOT_MATCH,
             format!(

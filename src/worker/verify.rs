@@ -4,9 +4,9 @@
 //! Content-Type and our metadata; `detailed` adds the content, with the strongest proof the
 //! store gives without a download: its CRC-64 (OSS `x-oss-hash-crc64ecma`), else its ETag
 //! (the MD5 of a single-part upload, `md5(part md5s)-N` of a multipart one), and only when
-//! neither can be compared, a read-back of the object against the file.
-
-use std::io::Read;
+//! neither can be compared, a read-back of the object against the source. An audit job first
+//! compares what the source reports (its CRC-64 or MD5 ETag) with what the destination
+//! reports; otherwise it streams the source through the source trait, whatever the source.
 
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use crate::config::AuditMode;
 use crate::dest::{META_SRC_MTIME, ObjectMeta};
 use crate::key::content_type;
+use crate::payload::{ByteStream, Hashers};
 use crate::source::SourceObject;
 use crate::task::record::reason;
 
@@ -102,7 +103,7 @@ fn bare(etag: &str) -> String {
     etag.trim_matches('"').to_ascii_lowercase()
 }
 
-/// The content proof: `crc64`, `etag` or `read-back`.
+/// The content proof: `crc64`, `etag`, their `(source)` forms, or `read-back`.
 async fn content(
     ctx: &JobContext,
     key: &str,
@@ -110,28 +111,25 @@ async fn content(
     meta: &ObjectMeta,
     expected: Option<Expected>,
 ) -> Result<&'static str, Failure> {
-    let mismatch = |what: &str| {
-        (
-            reason::CHECKSUM_NOT_MATCH,
-            format!("{what} of `{key}` differs from the file's"),
-        )
-    };
     let etag = meta.etag.as_deref().map(bare);
     let expected = match expected {
         Some(e) => e,
         None => {
+            if let Some(proof) = source_says(key, file, meta)? {
+                return Ok(proof);
+            }
             let parts = etag
                 .as_deref()
                 .and_then(|e| e.split_once('-'))
                 .and_then(|(_, n)| n.parse::<u64>().ok());
-            from_file(ctx, file, parts).await?
+            from_source(ctx, file, parts).await?
         }
     };
     if let (Some(theirs), Some(ours)) = (meta.crc64, expected.crc64) {
         return if theirs == ours {
             Ok("crc64")
         } else {
-            Err(mismatch("CRC-64"))
+            Err(mismatch(key, "CRC-64"))
         };
     }
     if let (Some(theirs), Some(ours)) = (&etag, &expected.etag) {
@@ -140,76 +138,123 @@ async fn content(
         }
         // A single-part ETag is the MD5 of the content: a difference is final. A multipart
         // one also depends on part sizes we may not know, so the bytes decide.
-        if !theirs.contains('-') && theirs.len() == 32 {
-            return Err(mismatch("the ETag (MD5)"));
+        if is_md5(theirs) {
+            return Err(mismatch(key, "the ETag (MD5)"));
         }
     }
     read_back(ctx, key, file).await?;
     Ok("read-back")
 }
 
-/// The checksums of the file itself, read once: its MD5 or, when the object has `parts`
-/// parts of our part size, the multipart ETag; and its CRC-64.
-async fn from_file(
+fn mismatch(key: &str, what: &str) -> Failure {
+    (
+        reason::CHECKSUM_NOT_MATCH,
+        format!("{what} of `{key}` differs from the source's"),
+    )
+}
+
+/// A plain MD5 hex digest (a single-part S3 ETag), not `<hex>-N`.
+fn is_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What the source itself reports about the content, compared with what the destination
+/// reports, without reading a byte: the same CRC-64 (OSS to OSS), the same MD5 (single-part
+/// S3 objects), or the same multipart ETag (same parts on both sides).
+fn source_says(
+    key: &str,
+    file: &SourceObject,
+    meta: &ObjectMeta,
+) -> Result<Option<&'static str>, Failure> {
+    if let (Some(theirs), Some(ours)) = (meta.crc64, file.crc64) {
+        return if theirs == ours {
+            Ok(Some("crc64(source)"))
+        } else {
+            Err(mismatch(key, "CRC-64"))
+        };
+    }
+    let Some(dest) = meta.etag.as_deref().map(bare) else {
+        return Ok(None);
+    };
+    if let Some(md5) = file.md5.as_deref().map(bare)
+        && is_md5(&dest)
+    {
+        return if md5 == dest {
+            Ok(Some("etag(source)"))
+        } else {
+            Err(mismatch(key, "the ETag (MD5)"))
+        };
+    }
+    let same_parts = file
+        .version
+        .as_deref()
+        .map(bare)
+        .is_some_and(|v| v.contains('-') && v == dest);
+    Ok(same_parts.then_some("etag(source)"))
+}
+
+/// The checksums of the source's bytes, streamed once through the source: their MD5 or,
+/// when the object has `parts` parts of our part size, the multipart ETag; and their CRC-64.
+async fn from_source(
     ctx: &JobContext,
     file: &SourceObject,
     parts: Option<u64>,
 ) -> Result<Expected, Failure> {
-    let Some(path) = ctx.source.local_path(&file.path) else {
-        return Ok(Expected::default());
-    };
     let psize = part_size(file.size, ctx.job.multipart_upload_part_size);
     let split = parts
         .filter(|n| *n == file.size.div_ceil(psize).max(1))
         .map(|_| psize);
-    let size = file.size;
-    tokio::task::spawn_blocking(move || -> std::io::Result<Expected> {
-        let mut f = std::fs::File::open(&path)?.take(size);
-        let mut whole = Md5::new();
-        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Xz);
-        let mut part = Md5::new();
-        let mut part_md5s = Vec::new();
-        let mut in_part = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            let mut chunk = &buf[..n];
-            whole.update(chunk);
-            crc.update(chunk);
-            while let Some(ps) = split.filter(|_| !chunk.is_empty()) {
-                let take = ((ps - in_part) as usize).min(chunk.len());
-                part.update(&chunk[..take]);
-                in_part += take as u64;
-                chunk = &chunk[take..];
-                if in_part == ps {
-                    part_md5s.push(std::mem::take(&mut part).finalize());
-                    in_part = 0;
-                }
+    let mut stream = source_bytes(ctx, file).await?;
+    let mut whole = Hashers::new();
+    let mut part = Md5::new();
+    let mut part_md5s = Vec::new();
+    let mut in_part = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = &chunk.map_err(read_failure)?[..];
+        whole.update(chunk);
+        while let Some(ps) = split.filter(|_| !chunk.is_empty()) {
+            let take = ((ps - in_part) as usize).min(chunk.len());
+            part.update(&chunk[..take]);
+            in_part += take as u64;
+            chunk = &chunk[take..];
+            if in_part == ps {
+                part_md5s.push(std::mem::take(&mut part).finalize());
+                in_part = 0;
             }
         }
-        if in_part > 0 {
-            part_md5s.push(part.finalize());
-        }
-        let etag = match split {
-            Some(_) => multipart_etag(part_md5s.iter().map(|d| <[u8; 16]>::from(*d))),
-            None => hex(&whole.finalize()),
-        };
-        Ok(Expected {
-            etag: Some(etag),
-            crc64: Some(crc.finalize()),
-        })
+    }
+    if in_part > 0 {
+        part_md5s.push(part.finalize());
+    }
+    let whole = whole.finish();
+    let etag = match split {
+        Some(_) => multipart_etag(part_md5s.iter().map(|d| <[u8; 16]>::from(*d))),
+        None => hex(&whole.md5),
+    };
+    Ok(Expected {
+        etag: Some(etag),
+        crc64: Some(whole.crc64),
     })
-    .await
-    .map_err(|e| (reason::READ_ERROR, e.to_string()))?
-    .map_err(|e| {
-        (
-            reason::READ_ERROR,
-            format!("cannot read the file to check it: {e}"),
-        )
-    })
+}
+
+/// The whole object as the source gives it, paced like any transfer.
+async fn source_bytes(ctx: &JobContext, file: &SourceObject) -> Result<ByteStream, Failure> {
+    let body = ctx
+        .source
+        .open(file, 0, file.size)
+        .await
+        .map_err(|e| (reason::READ_ERROR, e.to_string()))?
+        .paced(ctx.limiter.clone());
+    Ok(body.stream())
+}
+
+fn read_failure(e: std::io::Error) -> Failure {
+    let why = if e.to_string().contains(reason::SIZE_NOT_MATCH) {
+        reason::SIZE_NOT_MATCH
+    } else {
+        reason::READ_ERROR
+    };
+    (why, format!("cannot read the source to check it: {e}"))
 }
 
 /// `md5(concat(part md5s))-N`, the ETag S3 stores give a multipart upload.
@@ -227,48 +272,49 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Downloads the object and compares it with the file byte for byte.
+/// Downloads the object and compares it with the source byte for byte, both streamed.
 async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(), Failure> {
-    let Some(path) = ctx.source.local_path(&file.path) else {
-        return Err((
-            reason::CHECKSUM_NOT_MATCH,
-            "no checksum to compare and no local file to read back".into(),
-        ));
-    };
     let mut remote = ctx
         .dest
         .read(key)
         .await
         .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
-    let mut local = tokio::io::BufReader::new(
-        tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| (reason::READ_ERROR, e.to_string()))?,
-    );
-    let mut buf = Vec::new();
+    let mut local = source_bytes(ctx, file).await?;
+    let differs = |at: u64| {
+        (
+            reason::CHECKSUM_NOT_MATCH,
+            format!("`{key}` differs from the source at byte {at} or after (read back)"),
+        )
+    };
+    // What one side has given beyond what the other has, so chunk boundaries need not agree.
+    let mut pending = bytes::Bytes::new();
     let mut seen = 0u64;
     while let Some(chunk) = remote.next().await {
-        let chunk = chunk.map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
-        buf.resize(chunk.len(), 0);
-        use tokio::io::AsyncReadExt;
-        local.read_exact(&mut buf).await.map_err(|_| {
-            (
-                reason::CHECKSUM_NOT_MATCH,
-                format!("`{key}` is longer than the file"),
-            )
-        })?;
-        if buf[..] != chunk[..] {
-            return Err((
-                reason::CHECKSUM_NOT_MATCH,
-                format!("`{key}` differs from the file at byte {seen} or after (read back)"),
-            ));
+        let mut chunk = chunk.map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+        while !chunk.is_empty() {
+            if pending.is_empty() {
+                pending = match local.next().await {
+                    Some(bytes) => bytes.map_err(read_failure)?,
+                    None => {
+                        let msg =
+                            format!("`{key}` is longer than the source's {} bytes", file.size);
+                        return Err((reason::CHECKSUM_NOT_MATCH, msg));
+                    }
+                };
+            }
+            let n = pending.len().min(chunk.len());
+            if pending[..n] != chunk[..n] {
+                return Err(differs(seen));
+            }
+            seen += n as u64;
+            pending = pending.slice(n..);
+            chunk = chunk.slice(n..);
         }
-        seen += chunk.len() as u64;
     }
     if seen != file.size {
         return Err((
             reason::CHECKSUM_NOT_MATCH,
-            format!("`{key}` has {seen} bytes, the file {}", file.size),
+            format!("`{key}` has {seen} bytes, the source {}", file.size),
         ));
     }
     Ok(())

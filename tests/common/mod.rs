@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod servers;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,264 @@
+//! The bytes that travel from a source to the destination: a [`Body`] is a byte range any
+//! source can open again (a retried request re-reads it), with pacing (the bandwidth cap) and
+//! hashing (MD5, CRC-64) as stream adapters that work the same for every source.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream, StreamExt};
+use md5::{Digest, Md5};
+
+use crate::throttle::RateLimiter;
+
+/// A stream of bytes, chunk by chunk.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// Words in a read error that mean the same failure on every try: the destination does not
+/// retry a request whose body failed with one of them.
+pub const PERMANENT_READ_ERRORS: [&str; 3] =
+    ["SIZE_NOT_MATCH", "FILE_NOT_FOUND", "RANGE_NOT_SUPPORTED"];
+
+/// Opens the same bytes again, for each attempt of a request.
+pub trait Reopen: Send + Sync {
+    fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>>;
+}
+
+/// A byte range of a source object, ready to stream without holding it in memory.
+#[derive(Clone)]
+pub struct Body {
+    origin: Arc<dyn Reopen>,
+    len: u64,
+    /// What the bytes are, for messages (`photos/a.jpg bytes 0-99`).
+    what: String,
+    /// The process-wide bandwidth cap every chunk passes through.
+    pace: Option<Arc<RateLimiter>>,
+    /// Receives the checksums of the range once it has been read to the end.
+    digests: Option<Arc<DigestSlot>>,
+}
+
+impl Body {
+    pub fn new(origin: Arc<dyn Reopen>, len: u64, what: impl Into<String>) -> Body {
+        Body {
+            origin,
+            len,
+            what: what.into(),
+            pace: None,
+            digests: None,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The same bytes, sent no faster than `limiter` allows.
+    pub fn paced(mut self, limiter: Option<Arc<RateLimiter>>) -> Body {
+        self.pace = limiter;
+        self
+    }
+
+    /// The same bytes, with MD5 and CRC-64 computed while they are sent.
+    pub fn hashed(mut self, slot: Arc<DigestSlot>) -> Body {
+        self.digests = Some(slot);
+        self
+    }
+
+    /// One pass over the bytes: opened at the first poll, exactly `len` bytes long (a source
+    /// that ends early changed after it was listed: SIZE_NOT_MATCH), paced and hashed.
+    pub fn stream(&self) -> ByteStream {
+        let state = Pass {
+            body: self.clone(),
+            inner: None,
+            remaining: self.len,
+            hashers: self.digests.as_ref().map(|_| Hashers::new()),
+        };
+        stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            match state.next().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(state))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Body({}, {} bytes)", self.what, self.len)
+    }
+}
+
+/// MD5 and CRC-64/XZ side by side, as every body and every audit read computes them.
+pub struct Hashers {
+    md5: Md5,
+    crc: crc_fast::Digest,
+}
+
+impl Hashers {
+    pub fn new() -> Hashers {
+        Hashers {
+            md5: Md5::new(),
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Xz),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.md5.update(bytes);
+        self.crc.update(bytes);
+    }
+
+    pub fn finish(self) -> Digests {
+        Digests {
+            md5: self.md5.finalize().into(),
+            crc64: self.crc.finalize(),
+        }
+    }
+}
+
+impl Default for Hashers {
+    fn default() -> Self {
+        Hashers::new()
+    }
+}
+
+struct Pass {
+    body: Body,
+    inner: Option<ByteStream>,
+    remaining: u64,
+    hashers: Option<Hashers>,
+}
+
+impl Pass {
+    async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        if self.inner.is_none() {
+            self.inner = Some(self.body.origin.open().await?);
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(None);
+        };
+        let mut chunk = match inner.next().await {
+            Some(chunk) => chunk?,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} ended {} bytes early: it changed after it was listed (SIZE_NOT_MATCH)",
+                        self.body.what, self.remaining
+                    ),
+                ));
+            }
+        };
+        // A source that sends more than asked (a server that ignored Range) must not make
+        // the object longer than its listing: the destination was promised `len` bytes.
+        if chunk.len() as u64 > self.remaining {
+            chunk.truncate(self.remaining as usize);
+        }
+        if let Some(limiter) = &self.body.pace {
+            limiter.take(chunk.len()).await;
+        }
+        if let Some(h) = self.hashers.as_mut() {
+            h.update(&chunk);
+        }
+        self.remaining -= chunk.len() as u64;
+        // The HTTP client stops polling once Content-Length bytes are out, so the digest is
+        // final with the last chunk, not at a later end-of-stream poll.
+        if self.remaining == 0
+            && let (Some(h), Some(slot)) = (self.hashers.take(), &self.body.digests)
+        {
+            slot.set(h.finish());
+        }
+        Ok(Some(chunk))
+    }
+}
+
+/// The checksums of a streamed body, computed while it is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Digests {
+    pub md5: [u8; 16],
+    /// CRC-64/XZ (what OSS calls crc64ecma).
+    pub crc64: u64,
+}
+
+/// Where a streamed body leaves its checksums: set only by a read that reached the end, so a
+/// retried request (which reads again) leaves those of the bytes actually sent.
+#[derive(Debug, Default)]
+pub struct DigestSlot(std::sync::Mutex<Option<Digests>>);
+
+impl DigestSlot {
+    pub fn set(&self, digests: Digests) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(digests);
+    }
+
+    pub fn get(&self) -> Option<Digests> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An in-memory origin, for tests and tiny bodies.
+pub struct Memory(pub Bytes);
+
+impl Reopen for Memory {
+    fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
+        // Two chunks, so adapters see a chunk boundary.
+        let data = self.0.clone();
+        let mid = data.len() / 2;
+        let chunks = vec![Ok(data.slice(..mid)), Ok(data.slice(mid..))];
+        Box::pin(async move { Ok(stream::iter(chunks).boxed()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(body: &Body) -> io::Result<Vec<u8>> {
+        let mut s = body.stream();
+        let mut out = Vec::new();
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    fn memory(data: &[u8], len: u64) -> Body {
+        Body::new(Arc::new(Memory(Bytes::copy_from_slice(data))), len, "mem")
+    }
+
+    #[tokio::test]
+    async fn hashes_what_it_streams_and_can_be_read_again() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let slot = Arc::new(DigestSlot::default());
+        let body = memory(&data, data.len() as u64).hashed(slot.clone());
+        assert_eq!(read_all(&body).await.unwrap(), data);
+        assert_eq!(read_all(&body).await.unwrap(), data);
+        let d = slot.get().unwrap();
+        assert_eq!(d.md5, <[u8; 16]>::from(Md5::digest(&data)));
+        assert_eq!(
+            d.crc64,
+            crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, &data)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_shorter_than_listed_is_size_not_match() {
+        let err = read_all(&memory(b"short", 10)).await.unwrap_err();
+        assert!(err.to_string().contains("SIZE_NOT_MATCH"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_source_longer_than_asked_is_cut_to_the_listed_length() {
+        assert_eq!(read_all(&memory(b"0123456789", 4)).await.unwrap(), b"0123");
+    }
+}

@@ -1,0 +1,165 @@
+//! What every S3 conversation of this tool shares, source or destination: the client with the
+//! settings S3-compatible stores need, how a failure is classified and worded (without
+//! secrets), and the capture of headers the SDK does not model.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, RuntimeComponents, retry::RetryConfig, timeout::TimeoutConfig,
+};
+use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// Where and as whom to connect; secrets stay inside the client.
+pub struct ClientSettings<'a> {
+    /// `scheme://host[:port]`, without the bucket.
+    pub endpoint: &'a str,
+    pub region: &'a str,
+    /// Bucket in the path (IP and localhost endpoints), else in the host name.
+    pub path_style: bool,
+    pub access_key: &'a str,
+    pub secret_key: &'a str,
+}
+
+pub fn build_client(s: &ClientSettings<'_>) -> Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(s.endpoint.trim_end_matches('/'))
+        .region(Region::new(s.region.to_string()))
+        .credentials_provider(Credentials::new(
+            s.access_key,
+            s.secret_key,
+            None,
+            None,
+            "ossimport-conf",
+        ))
+        .force_path_style(s.path_style)
+        // OSS and most S3-compatible stores reject the aws-chunked CRC trailers the SDK
+        // sends by default (reference §9).
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        // Retries live in one place per side (backon policies), for every backend; the SDK's
+        // own would multiply with them (and its retry quota gives up under load).
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                // A stalled connection becomes a retried error instead of a hang.
+                .read_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+/// A request failure in words, and whether it is worth another try.
+pub struct Failure {
+    pub message: String,
+    pub transient: bool,
+    /// The HTTP status, when the server answered.
+    pub status: Option<u16>,
+    pub code: Option<String>,
+}
+
+/// Words a request failure, scrubbing `secrets` (a server may echo the key id back).
+pub fn describe<E>(
+    what: &str,
+    key: &str,
+    e: &SdkError<E, HttpResponse>,
+    secrets: &[String],
+) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = is_transient(e);
+    let (mut message, status, code) = match e {
+        // What the server said, readably; the SDK's debug dump is for other failures.
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().map(str::to_string);
+            let message = format!(
+                "{what} `{key}` failed: HTTP {status} {} {}",
+                code.as_deref().unwrap_or("(no error code)"),
+                se.err().message().unwrap_or_default()
+            );
+            (message, Some(status), code)
+        }
+        _ => (
+            format!("{what} `{key}` failed: {}", DisplayErrorContext(e)),
+            None,
+            None,
+        ),
+    };
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        message = message.replace(secret.as_str(), "***");
+    }
+    Failure {
+        message,
+        transient,
+        status,
+        code,
+    }
+}
+
+/// Timeouts, connection faults, 5xx and throttling are worth another try; the rest is final.
+pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().unwrap_or_default();
+            status >= 500
+                || status == 429
+                || matches!(
+                    code,
+                    "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout"
+                )
+        }
+        _ => false,
+    }
+}
+
+/// The response header OSS gives the CRC-64 of an object in.
+pub const OSS_CRC64_HEADER: &str = "x-oss-hash-crc64ecma";
+
+/// Captures one response header the SDK does not model (`x-oss-hash-crc64ecma`).
+#[derive(Debug, Clone, Default)]
+pub struct CaptureHeader(Arc<Mutex<Option<String>>>);
+
+impl CaptureHeader {
+    /// The captured value as a CRC-64, when the server sent one.
+    pub fn crc64(&self) -> Option<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Intercept for CaptureHeader {
+    fn name(&self) -> &'static str {
+        "CaptureHeader"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let value = context
+            .response()
+            .headers()
+            .get(OSS_CRC64_HEADER)
+            .map(str::to_string);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = value;
+        Ok(())
+    }
+}

@@ -1,0 +1,362 @@
+//! The S3-compatible sources (`srcType` oss, s3, cos, bos, ks3): one backend on aws-sdk-s3.
+//!
+//! Scan units are key prefixes found by delimiter listing down to `maxMultiThreadScanDepth`;
+//! each unit is listed with ListObjectsV2 (1,000 keys a page) in key order, and resumes after
+//! its checkpoint with `StartAfter`. Object bodies are ranged GETs pinned to the listed ETag
+//! (`If-Match`), so an object rewritten between listing and copy fails instead of mixing two
+//! versions. Transient failures are retried with the same policy as the destination.
+
+use std::io;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use backon::{ExponentialBuilder, Retryable};
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+use tokio::sync::mpsc::Sender;
+
+use super::endpoint::{S3Endpoint, key_prefix};
+use super::{
+    Body, LIST_BATCH, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject,
+};
+use crate::error::{Error, Result};
+use crate::payload::{ByteStream, Reopen};
+use crate::s3client::{CaptureHeader, ClientSettings, Failure, build_client, describe};
+
+/// The pieces every request needs, shared by the source and the bodies it opens.
+struct Conn {
+    client: Client,
+    bucket: String,
+    /// `srcPrefix` as a key prefix; relative paths are keys without it.
+    prefix: String,
+    /// Scrubbed from every message.
+    secrets: Vec<String>,
+    policy: ExponentialBuilder,
+}
+
+pub struct S3Source {
+    conn: Arc<Conn>,
+}
+
+impl S3Source {
+    pub fn new(at: &S3Endpoint, src_prefix: &str, access_key: &str, secret_key: &str) -> Self {
+        let client = build_client(&ClientSettings {
+            endpoint: &at.url,
+            region: &at.region,
+            path_style: at.path_style,
+            access_key,
+            secret_key,
+        });
+        S3Source {
+            conn: Arc::new(Conn {
+                client,
+                bucket: at.bucket.clone(),
+                prefix: key_prefix(src_prefix),
+                secrets: vec![access_key.to_string(), secret_key.to_string()],
+                policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
+            }),
+        }
+    }
+}
+
+impl Conn {
+    fn fail<E>(&self, what: &str, key: &str, e: &SdkError<E, HttpResponse>) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        describe(what, key, e, &self.secrets)
+    }
+
+    fn key(&self, rel: &RelPath) -> String {
+        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+    }
+
+    fn rel(&self, key: &str) -> RelPath {
+        RelPath(
+            key.get(self.prefix.len()..)
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec(),
+        )
+    }
+
+    /// One ListObjectsV2 page, retried while the failure is transient.
+    async fn page(&self, req: &PageRequest) -> std::result::Result<Page, Failure> {
+        let call = || async {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&req.prefix)
+                .set_delimiter(req.delimited.then(|| "/".to_string()))
+                .set_start_after(req.start_after.clone())
+                .set_continuation_token(req.token.clone())
+                .max_keys(1000)
+                .send()
+                .await
+                .map_err(|e| self.fail("LIST", &req.prefix, &e))?;
+            let objects = out
+                .contents()
+                .iter()
+                .filter_map(|o| {
+                    let key = o.key()?;
+                    let mut obj = SourceObject::new(
+                        self.rel(key),
+                        o.size().unwrap_or_default().max(0) as u64,
+                        o.last_modified().map_or(0, |t| t.secs()),
+                    );
+                    obj.version = o.e_tag().map(str::to_string);
+                    Some(obj)
+                })
+                .collect();
+            let prefixes = out
+                .common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_string))
+                .collect();
+            let token = out
+                .is_truncated()
+                .unwrap_or(false)
+                .then(|| out.next_continuation_token().map(str::to_string))
+                .flatten();
+            Ok(Page {
+                objects,
+                prefixes,
+                token,
+            })
+        };
+        call.retry(self.policy)
+            .when(|f: &Failure| f.transient)
+            .notify(|f, wait| tracing::debug!("{}; retrying in {wait:?}", f.message))
+            .await
+    }
+
+    /// The common prefixes directly under `prefix`, as relative folders (`a/b/`).
+    async fn subfolders(&self, dir: &RelPath) -> Result<Vec<RelPath>> {
+        let mut req = PageRequest {
+            prefix: self.key(dir),
+            delimited: true,
+            start_after: None,
+            token: None,
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self.page(&req).await.map_err(source_error)?;
+            out.extend(page.prefixes.iter().map(|p| self.rel(p)));
+            match page.token {
+                Some(t) => req.token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+struct PageRequest {
+    prefix: String,
+    delimited: bool,
+    start_after: Option<String>,
+    token: Option<String>,
+}
+
+struct Page {
+    objects: Vec<SourceObject>,
+    prefixes: Vec<String>,
+    token: Option<String>,
+}
+
+fn source_error(f: Failure) -> Error {
+    Error::Source(f.message)
+}
+
+fn unit(dir: RelPath, recursive: bool) -> ScanUnit {
+    let kind = if recursive { "tree" } else { "files" };
+    ScanUnit {
+        id: format!("{kind}:{dir}"),
+        scope: Scope::Tree { dir, recursive },
+    }
+}
+
+#[async_trait]
+impl Source for S3Source {
+    async fn check(&self) -> Result<()> {
+        let c = &self.conn;
+        let req = PageRequest {
+            prefix: c.prefix.clone(),
+            delimited: true,
+            start_after: None,
+            token: None,
+        };
+        c.page(&req).await.map(|_| ()).map_err(|f| {
+            let hint = match (f.status, f.code.as_deref()) {
+                (Some(403), _) => "check srcAccessKey/srcSecretKey and their read permission",
+                (Some(404), _) | (_, Some("NoSuchBucket")) => "check srcBucket (and appId for cos)",
+                _ => "check srcDomain and that the source endpoint is reachable",
+            };
+            Error::Source(format!("bucket `{}`: {}; {hint}", c.bucket, f.message))
+        })
+    }
+
+    async fn scan_units(&self, max_depth: u32) -> Result<Vec<ScanUnit>> {
+        // Breadth-first by level, so the unit list is in key order level by level; the order
+        // only decides which unit a scanner takes first.
+        let mut units = Vec::new();
+        let mut level = vec![RelPath(Vec::new())];
+        for _ in 0..max_depth.max(1) {
+            let mut next = Vec::new();
+            for dir in level {
+                let subs = self.conn.subfolders(&dir).await?;
+                units.push(unit(dir, false));
+                next.extend(subs);
+            }
+            level = next;
+        }
+        units.extend(level.into_iter().map(|dir| unit(dir, true)));
+        Ok(units)
+    }
+
+    async fn list(&self, unit: &ScanUnit, resume: Resume, out: Sender<ListBatch>) -> Result<()> {
+        let Scope::Tree { dir, recursive } = &unit.scope else {
+            return Err(Error::Internal(format!(
+                "not an object-store unit: {}",
+                unit.id
+            )));
+        };
+        let c = &self.conn;
+        let mut req = PageRequest {
+            prefix: c.key(dir),
+            delimited: !recursive,
+            start_after: resume.after.as_ref().map(|a| c.key(a)),
+            token: None,
+        };
+        loop {
+            let page = c.page(&req).await.map_err(source_error)?;
+            let mut batch = Vec::with_capacity(LIST_BATCH);
+            for obj in page.objects {
+                batch.push(Ok(obj));
+            }
+            if !batch.is_empty() && out.send(batch).await.is_err() {
+                return Ok(());
+            }
+            match page.token {
+                Some(t) => req.token = Some(t),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn probe(&self, listed: &SourceObject) -> Result<Probe> {
+        let path = &listed.path;
+        let c = &self.conn;
+        let key = c.key(path);
+        let crc = CaptureHeader::default();
+        let call = || async {
+            c.client
+                .head_object()
+                .bucket(&c.bucket)
+                .key(&key)
+                .customize()
+                .interceptor(crc.clone())
+                .send()
+                .await
+        };
+        let sent = call
+            .retry(c.policy)
+            .when(crate::s3client::is_transient)
+            .await;
+        match sent {
+            Ok(head) => {
+                let mut obj = SourceObject::new(
+                    path.clone(),
+                    head.content_length().unwrap_or_default().max(0) as u64,
+                    head.last_modified().map_or(0, |t| t.secs()),
+                );
+                obj.version = head.e_tag().map(str::to_string);
+                obj.crc64 = crc.crc64();
+                // A plain 32-hex ETag is the content's MD5 on S3-compatible stores.
+                obj.md5 = obj
+                    .version
+                    .as_deref()
+                    .map(|e| e.trim_matches('"').to_ascii_lowercase())
+                    .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
+                Ok(Probe::Present(obj))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(Probe::Missing),
+            Err(e) => Err(Error::Source(c.fail("HEAD", &key, &e).message)),
+        }
+    }
+
+    async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body> {
+        let key = self.conn.key(&obj.path);
+        let what = format!("source object `{key}`");
+        let range = ObjectRange {
+            conn: self.conn.clone(),
+            key,
+            version: obj.version.clone(),
+            offset,
+            len,
+        };
+        Ok(Body::new(Arc::new(range), len, what))
+    }
+}
+
+/// A byte range of one version of an object.
+struct ObjectRange {
+    conn: Arc<Conn>,
+    key: String,
+    version: Option<String>,
+    offset: u64,
+    len: u64,
+}
+
+impl Reopen for ObjectRange {
+    fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
+        let (conn, key, version) = (self.conn.clone(), self.key.clone(), self.version.clone());
+        let offset = self.offset;
+        let range = format!("bytes={offset}-{}", (offset + self.len).saturating_sub(1));
+        Box::pin(async move {
+            let call = || async {
+                conn.client
+                    .get_object()
+                    .bucket(&conn.bucket)
+                    .key(&key)
+                    .range(&range)
+                    .set_if_match(version.clone())
+                    .send()
+                    .await
+                    .map_err(|e| conn.fail("GET", &key, &e))
+            };
+            let out = call
+                .retry(conn.policy)
+                .when(|f: &Failure| f.transient)
+                .await
+                .map_err(|f| {
+                    // The words the worker and the destination read to stop retrying.
+                    let why = match f.status {
+                        Some(404) => " (FILE_NOT_FOUND: deleted after it was listed)",
+                        Some(412) => " (SIZE_NOT_MATCH: rewritten after it was listed)",
+                        _ => "",
+                    };
+                    io::Error::other(format!("{}{why}", f.message))
+                })?;
+            // A server that ignored Range sends the object from byte 0: wrong for any part
+            // but the first, whatever its length.
+            if offset > 0 && out.content_range().is_none() {
+                return Err(io::Error::other(format!(
+                    "GET `{key}`: the source server ignored the Range header; raise multipartUploadThreshold above this object's size to copy it in one request"
+                )));
+            }
+            let chunks = stream::unfold(Some(out.body), move |body| async move {
+                let mut body = body?;
+                match body.next().await {
+                    Some(Ok(bytes)) => Some((Ok(bytes), Some(body))),
+                    Some(Err(e)) => Some((Err(io::Error::other(e)), None)),
+                    None => None,
+                }
+            });
+            Ok(chunks.boxed())
+        })
+    }
+}
