@@ -28,6 +28,12 @@ WL = {
     "W3": dict(files=w3_files, bytes=0,
                desc=f"scan only: {w3_files:,} empty files in {w3_dirs} folders "
                     "(ossimport: importSince in the future; floor: find | wc -l)", unit="files"),
+    "W4S": dict(files=w1_files, bytes=w1_files * w1_kib * 1024,
+                desc=f"bucket to bucket: the W1 set ({w1_files:,} objects of {w1_kib} KiB) from a "
+                     "second s3s-fs into the destination", unit="files"),
+    "W4L": dict(files=w2_files, bytes=w2_files * w2_mib << 20,
+                desc=f"bucket to bucket: the W2 set ({w2_files} objects of {w2_mib} MiB, multipart "
+                     "from Range GETs) from a second s3s-fs", unit="bytes"),
 }
 TOOL_ORDER = ["ossimport", "rclone", "aws", "s3sync", "find"]
 
@@ -90,7 +96,7 @@ for m in a.meta:
 p("")
 
 targets = []
-for w in ["W1", "W2", "W3"]:
+for w in ["W1", "W2", "W3", "W4S", "W4L"]:
     tools = [t for t in TOOL_ORDER if any(r["workload"] == w and r["tool"] == t for r in rows)]
     if not tools:
         continue
@@ -128,8 +134,19 @@ for w in ["W1", "W2", "W3"]:
             rr = ours["rss"] / s["rss"] if s["rss"] > 0 else float("inf")
             p(f"| {t} | {sp:.2f}× | {cr:.2f}× | {rr:.2f}× |")
         p("")
+    # Targets of issue 8 (W4): speed against the best peer, memory with 4 large objects.
+    if w in ("W4S", "W4L") and ours and ours["ok"]:
+        if peers:
+            best = max((sums[t] for t in peers), key=lambda s: s["rate"])
+            need = 1.5 if w == "W4S" else 1.2
+            r = ours["rate"] / best["rate"]
+            targets.append((w, f"{rate_h} ≥ {need}× best peer ({best['tool']})", f"{r:.2f}×", r >= need))
+        if w == "W4L":
+            targets.append((w, "peak RSS ≤ 128 MiB (4 large objects in flight)", f"{ours['rss_max']:.1f} MiB", ours["rss_max"] <= 128))
     # Targets of issue 5.
-    if ours and ours["ok"]:
+    if w in ("W4S", "W4L"):
+        pass
+    elif ours and ours["ok"]:
         if w in ("W1", "W2") and [t for t in peers if t != "find"]:
             best = max((sums[t] for t in peers), key=lambda s: s["rate"])
             best_cpu = min((sums[t] for t in peers), key=lambda s: s["cpu_per"])
@@ -151,7 +168,7 @@ for w in ["W1", "W2", "W3"]:
         targets.append((w, "ossimport ran", ", ".join(ours["bad"]), False))
 
 if targets:
-    p("## Targets (issue 5)\n")
+    p("## Targets (issue 5: W1-W3; issue 8: W4)\n")
     p("| workload | target | measured | met |")
     p("|---|---|---|---|")
     for w, t, m, ok in targets:

@@ -2,7 +2,7 @@
 # Benchmarks ossimport against rclone, aws-cli and s3sync on the same machine, in the same
 # run, against ONE sandbox S3 server on 127.0.0.1 (issue 5, items 1-3).
 #
-#   bench/run.sh [--quick] [--reps N] [--workloads W1,W2,W3] [--tools ossimport,rclone,aws,s3sync]
+#   bench/run.sh [--quick] [--reps N] [--workloads W1,W2,W3,W4S,W4L] [--tools ossimport,rclone,aws,s3sync]
 #                [--no-install] [--no-build] [--out FILE]
 #
 # Workloads (generated once into bench/.cache/, or $BENCH_CACHE):
@@ -11,6 +11,12 @@
 #   W3  1,000,000 empty files, scan only           (--quick: 50,000)
 #       ossimport: importSince in the future, so the master lists and splits everything and
 #       sends nothing; the floor is `find DIR -type f | wc -l`. Peers are not run on W3.
+#   W4S the W1 set as objects in a second s3s-fs (the source), copied bucket to bucket
+#   W4L the W2 set as objects in that source, copied bucket to bucket (multipart, Range GETs)
+#       ossimport: srcType=s3; rclone: `copy :s3:src :s3:dst`; s3sync: s3:// to s3://;
+#       aws-cli has no copy between two endpoints and is not run on W4.
+# Both servers keep their data on tmpfs (/dev/shm, or $BENCH_DATA) so disk state does not
+# blur the figures.
 #
 # Every tool runs every workload --reps times (default 3), tools alternating (the order
 # rotates each repetition), each run into a fresh bucket. Wall time, user+sys CPU and peak RSS
@@ -22,7 +28,7 @@ cd "$(dirname "$0")/.."
 ROOT_DIR="$PWD"
 BENCH_DIR="$ROOT_DIR/bench"
 
-QUICK=0; REPS=3; WORKLOADS="W1,W2,W3"; TOOLS="ossimport,rclone,aws,s3sync"
+QUICK=0; REPS=3; WORKLOADS="W1,W2,W3,W4S,W4L"; TOOLS="ossimport,rclone,aws,s3sync"
 INSTALL=1; BUILD=1; OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -33,7 +39,7 @@ while [ $# -gt 0 ]; do
         --no-install) INSTALL=0 ;;
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -141,18 +147,24 @@ PY
     touch "$1.done"
 }
 want_w() { case ",$WORKLOADS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
-want_w W1 && gen "$W1_DIR" "$W1_FILES" "$W1_DIRS" $(( W1_KIB * 1024 ))
-want_w W2 && gen "$W2_DIR" "$W2_FILES" 1 $(( W2_MIB * 1024 * 1024 ))
+{ want_w W1 || want_w W4S; } && gen "$W1_DIR" "$W1_FILES" "$W1_DIRS" $(( W1_KIB * 1024 ))
+{ want_w W2 || want_w W4L; } && gen "$W2_DIR" "$W2_FILES" 1 $(( W2_MIB * 1024 * 1024 ))
 want_w W3 && gen "$W3_DIR" "$W3_FILES" "$W3_DIRS" 0
 
 # ---------------------------------------------------------------- the server
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ossimport-bench.XXXXXX")"
-DATA="$WORK/data"
+DATA_PARENT="${BENCH_DATA:-/dev/shm}"
+[ -d "$DATA_PARENT" ] && [ -w "$DATA_PARENT" ] || DATA_PARENT="$WORK"
+SHM="$(mktemp -d "$DATA_PARENT/ossimport-bench.XXXXXX")"
+DATA="$SHM/data"
+SRC_DATA="$SHM/src-data"
+SRC_BUCKET=src-w4
 cleanup() {
     [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null
     [ -n "${SANDBOX_PID:-}" ] && kill "$SANDBOX_PID" 2>/dev/null
+    [ -n "${SRC_PID:-}" ] && kill "$SRC_PID" 2>/dev/null
     wait 2>/dev/null
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$SHM"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -163,8 +175,30 @@ for _ in $(seq 100); do grep -q listening "$WORK/sandbox.out" 2>/dev/null && bre
 ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/sandbox.out")"
 [ -n "$ENDPOINT" ] || { log "the sandbox did not start:"; cat "$WORK/sandbox.err" >&2; exit 1; }
 log "sandbox $ENDPOINT (pid $SANDBOX_PID), work dir $WORK"
+SRC_ENDPOINT=""
+if want_w W4S || want_w W4L; then
+    # The source cloud: a second s3s-fs serving the W1 and W2 sets as objects (files placed
+    # in its bucket folder are its objects).
+    mkdir -p "$SRC_DATA/$SRC_BUCKET"
+    cp -r "$W1_DIR" "$SRC_DATA/$SRC_BUCKET/w4s" 2>/dev/null || true
+    cp -r "$W2_DIR" "$SRC_DATA/$SRC_BUCKET/w4l" 2>/dev/null || true
+    "$BIN" sandbox --root "$SRC_DATA" --port 0 --bucket "$SRC_BUCKET" --access-key "$AK" --secret-key "$SK" \
+        > "$WORK/src.out" 2> "$WORK/src.err" &
+    SRC_PID=$!
+    for _ in $(seq 100); do grep -q listening "$WORK/src.out" 2>/dev/null && break; sleep 0.1; done
+    SRC_ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/src.out")"
+    [ -n "$SRC_ENDPOINT" ] || { log "the source sandbox did not start:"; cat "$WORK/src.err" >&2; exit 1; }
+    log "source sandbox $SRC_ENDPOINT (pid $SRC_PID), data in $SRC_DATA"
+fi
 CLK_TCK="$(getconf CLK_TCK)"
-server_ticks() { awk '{print $14 + $15}' "/proc/$SANDBOX_PID/stat" 2>/dev/null || echo 0; }
+# Both servers' CPU: on W4 the source serves every byte too.
+server_ticks() {
+    local t=0 pid
+    for pid in $SANDBOX_PID ${SRC_PID:-}; do
+        t=$(( t + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+    done
+    echo "$t"
+}
 
 # Peer configuration files.
 : > "$WORK/rclone.conf"
@@ -196,7 +230,10 @@ run_one() {
         W1) src="$W1_DIR"; files=$W1_FILES ;;
         W2) src="$W2_DIR"; files=$W2_FILES ;;
         W3) src="$W3_DIR"; files=$W3_FILES ;;
+        W4S) src="s3://$SRC_BUCKET/w4s"; files=$W1_FILES ;;
+        W4L) src="s3://$SRC_BUCKET/w4l"; files=$W2_FILES ;;
     esac
+    local src_prefix="${src#s3://$SRC_BUCKET/}"
     bucket="$(echo "b-$w-$tool-$rep" | tr 'A-Z' 'a-z')"
     run="$WORK/runs/$bucket"
     mkdir -p "$run" "$DATA/$bucket"
@@ -207,10 +244,17 @@ run_one() {
         mkdir -p "$run/conf"
         local since=0 expect=$files
         if [ "$w" = W3 ]; then since=$(( $(date +%s) + 10 * 365 * 86400 )); expect=0; fi
+        local src_conf="srcType=local
+srcPrefix=$src/"
+        case "$w" in W4*) src_conf="srcType=s3
+srcDomain=$SRC_ENDPOINT
+srcBucket=$SRC_BUCKET
+srcPrefix=$src_prefix/
+srcAccessKey=$AK
+srcSecretKey=$SK" ;; esac
         cat > "$run/conf/local_job.cfg" <<CFG
 jobName=local_test
-srcType=local
-srcPrefix=$src/
+$src_conf
 destDomain=$ENDPOINT
 destBucket=$bucket
 destAccessKey=$AK
@@ -219,7 +263,7 @@ destPrefix=data/
 importSince=$since
 CFG
         printf 'workingDir=.\nworkerTaskThreadNum=%s\n' "$CONCURRENCY" > "$run/conf/sys.properties"
-        note_cmd "ossimport $w" "cd PKG && ossimport submit && ossimport serve  # conf/local_job.cfg: srcPrefix=$src/ destDomain=$ENDPOINT destBucket=BUCKET destPrefix=data/ importSince=$since (defaults: multipartUploadThreshold=${THRESHOLD_MIB}m multipartUploadPartSize=${PART_MIB}m uploadThreadNumPerLargeFile=$PARTS_PER_FILE); conf/sys.properties: workingDir=. workerTaskThreadNum=$CONCURRENCY; timed from submit until \`ossimport stat\` shows JobState:Succeed"
+        note_cmd "ossimport $w" "cd PKG && ossimport submit && ossimport serve  # conf/local_job.cfg: $(echo "$src_conf" | tr '\n' ' ' | sed "s/$SK/SK/; s/$AK/AK/") destDomain=$ENDPOINT destBucket=BUCKET destPrefix=data/ importSince=$since (defaults: multipartUploadThreshold=${THRESHOLD_MIB}m multipartUploadPartSize=${PART_MIB}m uploadThreadNumPerLargeFile=$PARTS_PER_FILE); conf/sys.properties: workingDir=. workerTaskThreadNum=$CONCURRENCY; timed from submit until \`ossimport stat\` shows JobState:Succeed"
         t0="$(now)"
         if ! (cd "$run" && /usr/bin/time -v -o "$run/time-submit.txt" "$BIN" submit > "$run/submit.out" 2>&1); then
             status="failed(submit)"; t1="$(now)"
@@ -259,10 +303,13 @@ CFG
         case "$tool" in
         rclone)
             [ -n "$RCLONE" ] || { status=missing; }
+            local rsrc="$src/"
+            # The source cloud as an rclone connection string; the destination from the env.
+            case "$w" in W4*) rsrc=":s3,provider=Other,endpoint='$SRC_ENDPOINT',region=us-east-1,access_key_id=$AK,secret_access_key=$SK,force_path_style=true:$SRC_BUCKET/$src_prefix" ;; esac
             cmd=("${PEER_ENV[@]}" RCLONE_CONFIG="$WORK/rclone.conf"
                 RCLONE_S3_PROVIDER=Other RCLONE_S3_ENDPOINT="$ENDPOINT" RCLONE_S3_REGION=us-east-1
                 RCLONE_S3_ACCESS_KEY_ID="$AK" RCLONE_S3_SECRET_ACCESS_KEY="$SK" RCLONE_S3_FORCE_PATH_STYLE=true
-                "$RCLONE" copy "$src/" ":s3:$bucket/data" --transfers "$CONCURRENCY" --checkers "$CONCURRENCY"
+                "$RCLONE" copy "$rsrc" ":s3:$bucket/data" --transfers "$CONCURRENCY" --checkers "$CONCURRENCY"
                 --s3-chunk-size "${PART_MIB}M" --s3-upload-cutoff "${THRESHOLD_MIB}M"
                 --s3-upload-concurrency "$PARTS_PER_FILE" --s3-no-check-bucket --stats 0)
             ;;
@@ -275,7 +322,10 @@ CFG
             ;;
         s3sync)
             [ -n "$S3SYNC" ] || { status=missing; }
-            cmd=("${PEER_ENV[@]}" "$S3SYNC" --target-access-key "$AK" --target-secret-access-key "$SK"
+            local -a ssrc=()
+            case "$w" in W4*) ssrc=(--source-access-key "$AK" --source-secret-access-key "$SK"
+                --source-region us-east-1 --source-endpoint-url "$SRC_ENDPOINT" --source-force-path-style) ;; esac
+            cmd=("${PEER_ENV[@]}" "$S3SYNC" "${ssrc[@]}" --target-access-key "$AK" --target-secret-access-key "$SK"
                 --target-region us-east-1 --target-endpoint-url "$ENDPOINT" --target-force-path-style
                 --worker-size "$CONCURRENCY" --multipart-threshold "${THRESHOLD_MIB}MiB"
                 --multipart-chunksize "${PART_MIB}MiB" "$src/" "s3://$bucket/data/")
@@ -303,8 +353,8 @@ CFG
         local got got_bytes want_bytes=0
         got="$(find "$DATA/$bucket" -type f | wc -l)"
         got_bytes="$(find "$DATA/$bucket" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
-        [ "$w" = W1 ] && want_bytes=$(( W1_FILES * W1_KIB * 1024 ))
-        [ "$w" = W2 ] && want_bytes=$(( W2_FILES * W2_MIB * 1024 * 1024 ))
+        case "$w" in W1|W4S) want_bytes=$(( W1_FILES * W1_KIB * 1024 )) ;; esac
+        case "$w" in W2|W4L) want_bytes=$(( W2_FILES * W2_MIB * 1024 * 1024 )) ;; esac
         if [ "$got" != "$files" ]; then status="incomplete($got/$files)"
         elif [ "$got_bytes" != "$want_bytes" ]; then status="wrong-bytes($got_bytes/$want_bytes)"; fi
     fi
@@ -332,7 +382,11 @@ IFS=, read -r -a TOOL_LIST <<< "$TOOLS"
 IFS=, read -r -a WL_LIST <<< "$WORKLOADS"
 for w in "${WL_LIST[@]}"; do
     if [ "$w" = W3 ]; then tools=(ossimport find); else
-        tools=(); for t in "${TOOL_LIST[@]}"; do [ "$t" = find ] || tools+=("$t"); done
+        tools=(); for t in "${TOOL_LIST[@]}"; do
+            [ "$t" = find ] && continue
+            case "$w:$t" in W4*:aws) continue ;; esac
+            tools+=("$t")
+        done
     fi
     n=${#tools[@]}
     for rep in $(seq "$REPS"); do
@@ -348,7 +402,7 @@ python3 "$BENCH_DIR/report.py" --results "$RESULTS" --commands "$CMDS" --out "$O
     --mode "$MODE" --w1 "$W1_FILES,$W1_KIB,$W1_DIRS" --w2 "$W2_FILES,$W2_MIB" --w3 "$W3_FILES,$W3_DIRS" \
     --meta "ossimport=$OSS_VERSION (git $GIT_REV, binary built $BIN_MTIME, $BUILD_NOTE)" \
     --meta "rclone=$RCLONE_VERSION" --meta "aws-cli=$AWS_VERSION" --meta "s3sync=$S3SYNC_VERSION" \
-    --meta "server=ossimport sandbox (s3s-fs) on $ENDPOINT, data in $WORK" \
+    --meta "server=ossimport sandbox (s3s-fs) on $ENDPOINT, data in $DATA${SRC_ENDPOINT:+; W4 source: a second sandbox on $SRC_ENDPOINT, data in $SRC_DATA}" \
     --meta "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" \
     --meta "date=$(date -u '+%Y-%m-%d %H:%M UTC')" --meta "reps=$REPS"
 cp "$RESULTS" "${OUT%.md}.tsv"

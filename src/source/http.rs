@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, LAST_MODIFIED, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MATCH, LAST_MODIFIED, RANGE};
 use reqwest::{Client, Method, StatusCode};
 use tokio::sync::mpsc::Sender;
 
@@ -223,10 +223,24 @@ impl Conn {
         url: &str,
         range: Option<String>,
     ) -> std::result::Result<Option<reqwest::Response>, Failed> {
+        self.send_if(method, url, range, None).await
+    }
+
+    /// [`Conn::send`], only while the resource still has ETag `version` (If-Match).
+    async fn send_if(
+        &self,
+        method: Method,
+        url: &str,
+        range: Option<String>,
+        version: Option<&str>,
+    ) -> std::result::Result<Option<reqwest::Response>, Failed> {
         let call = || async {
             let mut req = self.client.request(method.clone(), url);
             if let Some(r) = &range {
                 req = req.header(RANGE, r);
+            }
+            if let Some(v) = version {
+                req = req.header(IF_MATCH, v);
             }
             let resp = req.send().await.map_err(|e| Failed {
                 message: format!("{method} {url}: {}", error_chain(&e)),
@@ -385,6 +399,7 @@ impl Source for HttpSource {
             conn: self.conn.clone(),
             url,
             whole: offset == 0 && len == obj.size,
+            version: obj.version.clone(),
             offset,
             len,
         };
@@ -398,6 +413,8 @@ struct UrlRange {
     url: String,
     /// The whole file: no Range header, so any server can serve it.
     whole: bool,
+    /// The ETag it was listed with: the read is pinned to it (If-Match).
+    version: Option<String>,
     offset: u64,
     len: u64,
 }
@@ -406,18 +423,39 @@ impl Reopen for UrlRange {
     fn open(&self) -> BoxFuture<'static, std::io::Result<ByteStream>> {
         let (conn, url, whole, offset) =
             (self.conn.clone(), self.url.clone(), self.whole, self.offset);
+        let version = self.version.clone();
         let range =
             (!whole).then(|| format!("bytes={offset}-{}", (offset + self.len).saturating_sub(1)));
         Box::pin(async move {
             let resp = conn
-                .send(Method::GET, &url, range.clone())
+                .send_if(Method::GET, &url, range.clone(), version.as_deref())
                 .await
-                .map_err(|f| std::io::Error::other(f.message))?
+                .map_err(|f| {
+                    // The words the worker and the destination read to stop retrying.
+                    let why = match f.status {
+                        Some(StatusCode::PRECONDITION_FAILED) => {
+                            " (SIZE_NOT_MATCH: changed after it was listed)"
+                        }
+                        _ => "",
+                    };
+                    std::io::Error::other(format!("{}{why}", f.message))
+                })?
                 .ok_or_else(|| {
                     std::io::Error::other(format!(
                         "GET {url}: 404 (FILE_NOT_FOUND: deleted after it was listed)"
                     ))
                 })?;
+            // Servers that ignore If-Match still name the version they send.
+            let sent = resp.headers().get(ETAG).and_then(|v| v.to_str().ok());
+            if let (Some(sent), Some(listed)) = (sent, version.as_deref())
+                && !sent.starts_with("W/")
+                && sent != listed
+            {
+                return Err(std::io::Error::other(format!(
+                    "GET {url}: the file changed after it was listed (ETag {listed} then, {sent} \
+                     now) (SIZE_NOT_MATCH)"
+                )));
+            }
             // 200 to a Range request: the server sends the whole file. Right for the first
             // part only by luck, never for the others; the worker then sends it in one piece.
             if range.is_some() && resp.status() != StatusCode::PARTIAL_CONTENT {

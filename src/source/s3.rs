@@ -341,6 +341,17 @@ impl Reopen for ObjectRange {
                     };
                     io::Error::other(format!("{}{why}", f.message))
                 })?;
+            // Servers that ignore If-Match (s3s-fs does) still name the version they sent.
+            let sent = out.e_tag().map(|e| e.trim_matches('"').to_string());
+            let listed = version.as_deref().map(|e| e.trim_matches('"'));
+            if let (Some(sent), Some(listed)) = (&sent, listed)
+                && sent != listed
+            {
+                return Err(io::Error::other(format!(
+                    "GET `{key}`: the object was rewritten after it was listed (ETag {listed} \
+                     then, {sent} now) (SIZE_NOT_MATCH)"
+                )));
+            }
             // A server that ignored Range sends the object from byte 0: wrong for any part
             // but the first, whatever its length.
             if offset > 0 && out.content_range().is_none() {

@@ -70,14 +70,24 @@ async fn transfer(
     listed: &SourceObject,
     attempt: u32,
 ) -> Result<FileRecord, Failure> {
-    if listed.size == 0 && listed.path.as_bytes().ends_with(b"/") {
+    let path = listed.path.as_bytes();
+    // The srcPrefix "folder" itself lists as the empty path.
+    if listed.size == 0 && (path.is_empty() || path.ends_with(b"/")) {
         let why = "a folder marker of the source's console (a key ending in /, 0 bytes); \
                    folders need no object in OSS";
         return Ok(record(listed, Outcome::Skipped, "FOLDER", why.into()));
     }
-    let file = &match recheck(ctx, listed, attempt).await? {
-        Checked::Use(now) => now,
-        Checked::Done(record) => return Ok(record),
+    // A versioned object (an ETag from the listing) is read pinned to that version: a change
+    // or deletion since the listing fails the read itself (SIZE_NOT_MATCH, FILE_NOT_FOUND), so
+    // the look before and after the copy would cost two requests per object and prove nothing
+    // more. A retry takes the object as it is now.
+    let pinned = attempt == 1 && listed.version.is_some();
+    let file = &match pinned {
+        true => listed.clone(),
+        false => match recheck(ctx, listed, attempt).await? {
+            Checked::Use(now) => now,
+            Checked::Done(record) => return Ok(record),
+        },
     };
     let key =
         object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;
@@ -104,7 +114,10 @@ async fn transfer(
     };
     // The body was read to exactly the listed length; a file that grew meanwhile was
     // changed while it was read.
-    if let Ok(Probe::Present(now)) = ctx.source.probe(file).await
+    // Parts are separate reads: a store that ignored If-Match could mix versions across them.
+    let multipart = file.size > ctx.job.multipart_upload_threshold;
+    if (!pinned || multipart)
+        && let Ok(Probe::Present(now)) = ctx.source.probe(file).await
         && !file.same_as(&now)
     {
         return Err((
@@ -245,6 +258,11 @@ async fn explain_failure(
         Ok(Probe::Missing) => Some((
             reason::FILE_NOT_FOUND,
             "the file was deleted while it was uploaded".to_string(),
+        )),
+        // A read pinned to the listed version says itself that the version is gone.
+        Ok(Probe::Present(now)) if !file.same_as(&now) => Some((
+            reason::SIZE_NOT_MATCH,
+            format!("rewritten after it was listed: {}", failure.1),
         )),
         _ => None,
     };
