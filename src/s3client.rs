@@ -81,10 +81,15 @@ where
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let code = se.err().code().map(str::to_string);
+            let said = se
+                .err()
+                .message()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default();
             let message = format!(
-                "{what} `{key}` failed: HTTP {status} {} {}",
+                "{what} `{key}` failed: HTTP {status} {}{said}",
                 code.as_deref().unwrap_or("(no error code)"),
-                se.err().message().unwrap_or_default()
             );
             (message, Some(status), code)
         }

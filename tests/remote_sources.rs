@@ -1,0 +1,536 @@
+//! End to end per remote srcType (oss s3 cos bos ks3 http) through console.sh, each job file
+//! the original's template of that type; every object is read back from the destination
+//! sandbox and compared byte for byte with the source.
+//!
+//! Only these template values are changed: srcDomain, srcAccessKey, srcSecretKey, srcBucket,
+//! destDomain, destAccessKey, destSecretKey, destBucket, destPrefix (`into/<srcType>/`, so the
+//! key mapping is visible), and multipartUploadThreshold/PartSize=5m: the templates' 150m/50m
+//! would need an object over 150 MiB to go multipart (the sandbox takes parts of 5 MiB at
+//! least). srcPrefix, appId and jobName (local_test, which the harness reads) stay as in the
+//! template. ks3 has no template: the s3 one with srcType=ks3. http: the local one with
+//! srcType=http and httpListFilePath. sys.properties is the harness's (workingDir=., 8 file
+//! threads); the kill test adds a bandwidth cap there so that it can kill mid-upload.
+//!
+//! Servers: a second sandbox (s3s-fs) for oss and s3, moto for s3, cos, bos and ks3, nginx
+//! for http. s3s-fs stores a 0-byte `dir/` object as a folder and never lists it, so the
+//! folder-marker skip (audit.log `SKIPPED FOLDER`) is checked on moto.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Faults, Proxy};
+use common::servers::{Moto, Nginx};
+use common::*;
+
+const LONG: Duration = Duration::from_secs(240);
+/// 11 MiB + 17: three parts of 5 MiB.
+const LARGE: usize = 11 * MIB + 17;
+
+/// The tree below srcPrefix: relative path → bytes. `dir/` is a console folder marker.
+fn tree() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("top.txt", b"top level".to_vec()),
+        ("a/b/c/deep.txt", content(1, 3000)),
+        ("with space/file name.txt", content(2, 10)),
+        ("unicode/数据 ünïcødé.md", content(3, 77)),
+        ("odd/plus+and&amp.txt", content(4, 123)),
+        ("empty.bin", Vec::new()),
+        ("dir/", Vec::new()),
+        ("dir/inside.txt", content(5, 500)),
+        ("big/large.bin", content(6, LARGE)),
+    ]
+}
+
+/// An S3 source: its endpoint, the bucket as the server names it, and keys.
+struct Remote {
+    endpoint: String,
+    bucket: String,
+    ak: String,
+    sk: String,
+}
+
+impl Remote {
+    fn on_sandbox(sandbox: &Sandbox, bucket: &str) -> Remote {
+        let client = sandbox.client();
+        rt().block_on(client.create_bucket().bucket(bucket).send())
+            .expect("create the source bucket");
+        Remote {
+            endpoint: sandbox.endpoint.clone(),
+            bucket: bucket.into(),
+            ak: AK.into(),
+            sk: SK.into(),
+        }
+    }
+
+    fn on_moto(moto: &Moto, bucket: &str) -> Remote {
+        moto.create_bucket(bucket);
+        let (ak, sk) = ("moto-source-ak".into(), "moto-source-sk".into());
+        let endpoint = moto.endpoint.clone();
+        let bucket = bucket.into();
+        Remote {
+            endpoint,
+            bucket,
+            ak,
+            sk,
+        }
+    }
+
+    fn objects(&self) -> BTreeMap<String, Vec<u8>> {
+        Sandbox::read_bucket(&self.endpoint, &self.bucket, &self.ak, &self.sk)
+    }
+}
+
+/// The keys both maps hold, then the bytes of each, without printing megabytes on failure.
+fn assert_same(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    let keys = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(got), keys(want), "destination keys");
+    for (key, bytes) in want {
+        let same = got[key] == *bytes;
+        assert!(
+            same,
+            "{key}: {} bytes differ from the source's {}",
+            got[key].len(),
+            bytes.len()
+        );
+    }
+}
+
+/// A destination sandbox and a package with console.sh whose job file is `template` with
+/// `overrides` and the destination's settings.
+fn package(template: &str, dest: &Sandbox, overrides: &[(&str, &str)]) -> Package {
+    let pkg = Package::new(dest);
+    install_console(&pkg);
+    let mut all = overrides.to_vec();
+    for (key, value) in [
+        ("destDomain", dest.endpoint.as_str()),
+        ("destAccessKey", AK),
+        ("destSecretKey", SK),
+        ("destBucket", BUCKET),
+        ("multipartUploadThreshold", "5m"),
+        ("multipartUploadPartSize", "5m"),
+    ] {
+        if !all.iter().any(|(k, _)| *k == key) {
+            all.push((key, value));
+        }
+    }
+    write_template(&pkg, template, &all);
+    pkg
+}
+
+fn submit_and_start(pkg: &Package) {
+    let out = console(pkg, &["submit"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("submit job:local_test success!"),
+        "{}",
+        text(&out)
+    );
+    let out = console(pkg, &["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Migrates the tree from `src` (written with `template`, srcType `src_type`, srcBucket
+/// `src_bucket`) and checks every object, the key mapping and what stayed behind.
+/// `marker_listed`: the server lists a 0-byte `dir/` object (s3s-fs keeps it as a folder).
+fn migrate_tree(
+    template: &str,
+    src_type: &str,
+    src: &Remote,
+    src_bucket: &str,
+    marker_listed: bool,
+) {
+    let src_prefix = template_value(template, "srcPrefix");
+    let key_prefix = src_prefix.trim_start_matches('/').to_string();
+    assert!(
+        key_prefix.ends_with('/') && key_prefix.len() > 1,
+        "{template}: {src_prefix}"
+    );
+    let stem = key_prefix.trim_end_matches('/');
+    let mut objects: Vec<(String, Vec<u8>)> = tree()
+        .into_iter()
+        .map(|(rel, b)| (format!("{key_prefix}{rel}"), b))
+        .collect();
+    // Outside srcPrefix: a sibling prefix, the root, and keys sharing its text without the `/`.
+    let outside = [
+        "other/sibling.txt".to_string(),
+        "root.txt".to_string(),
+        format!("{stem}.txt"),
+        format!("{stem}x/lookalike.txt"),
+    ];
+    objects.extend(outside.iter().map(|k| (k.clone(), content(9, 64))));
+    put_objects(
+        &common::client(&src.endpoint, &src.ak, &src.sk),
+        &src.bucket,
+        &objects,
+    );
+
+    let dest = Sandbox::start();
+    let dest_prefix = format!("into/{src_type}/");
+    let mut overrides = vec![
+        ("srcDomain", src.endpoint.as_str()),
+        ("srcAccessKey", src.ak.as_str()),
+        ("srcSecretKey", src.sk.as_str()),
+        ("srcBucket", src_bucket),
+        ("destPrefix", dest_prefix.as_str()),
+    ];
+    if template_value(template, "srcType") != src_type {
+        overrides.push(("srcType", src_type));
+    }
+    let pkg = package(template, &dest, &overrides);
+    submit_and_start(&pkg);
+    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed\n"),
+        "{stat}\n{}",
+        error_lists(&pkg)
+    );
+    assert_eq!(error_lists(&pkg), "");
+
+    let source = src.objects();
+    let marker = format!("{key_prefix}dir/");
+    assert_eq!(
+        source.contains_key(&marker),
+        marker_listed,
+        "{:?}",
+        source.keys()
+    );
+    assert_eq!(source.len(), objects.len() - usize::from(!marker_listed));
+    // destPrefix + (key minus srcPrefix), byte for byte, folder markers left out.
+    let want: BTreeMap<String, Vec<u8>> = source
+        .iter()
+        .filter_map(|(key, bytes)| {
+            let rel = key.strip_prefix(&key_prefix)?;
+            let folder = rel.ends_with('/') && bytes.is_empty();
+            (!folder).then(|| (format!("{dest_prefix}{rel}"), bytes.clone()))
+        })
+        .collect();
+    assert_eq!(want.len(), tree().len() - 1);
+    let got = dest.objects();
+    assert_same(&got, &want);
+    for key in &outside {
+        let name = key.rsplit('/').next().unwrap();
+        assert!(
+            !got.keys().any(|k| k.ends_with(name)),
+            "{key} outside srcPrefix was copied"
+        );
+    }
+    let large = head(&dest, &format!("{dest_prefix}big/large.bin"));
+    assert!(
+        large.e_tag().unwrap().ends_with("-3\""),
+        "not multipart: {large:?}"
+    );
+
+    let audit = audit_records(&pkg);
+    if marker_listed {
+        let folder = &audit["dir/"];
+        assert!(
+            folder.len() == 1 && folder[0].0 == "SKIPPED" && folder[0].1 == "FOLDER",
+            "{folder:?}"
+        );
+    }
+    for (rel, _) in tree().iter().filter(|(rel, _)| !rel.ends_with('/')) {
+        let records = &audit[*rel];
+        let key = format!("key={dest_prefix}{rel} ");
+        assert!(
+            records.len() == 1 && records[0].0 == "OK" && records[0].2.contains(&key),
+            "{rel}: {records:?}"
+        );
+    }
+}
+
+#[test]
+fn oss_from_a_second_sandbox() {
+    let src = Sandbox::start();
+    let remote = Remote::on_sandbox(&src, "oss-source");
+    migrate_tree("oss", "oss", &remote, "oss-source", false);
+}
+
+#[test]
+fn s3_from_a_second_sandbox() {
+    let src = Sandbox::start();
+    let remote = Remote::on_sandbox(&src, "s3-source");
+    migrate_tree("s3", "s3", &remote, "s3-source", false);
+}
+
+#[test]
+fn s3_from_moto() {
+    let moto = Moto::start();
+    let remote = Remote::on_moto(&moto, "s3-source");
+    migrate_tree("s3", "s3", &remote, "s3-source", true);
+}
+
+/// srcBucket without the APPID: the tool asks for `<srcBucket>-<appId>` (template's appId).
+#[test]
+fn cos_from_moto_with_the_appid_suffix() {
+    let moto = Moto::start();
+    let app_id = template_value("cos", "appId");
+    let remote = Remote::on_moto(&moto, &format!("cos-source-{app_id}"));
+    migrate_tree("cos", "cos", &remote, "cos-source", true);
+}
+
+#[test]
+fn bos_from_moto() {
+    let moto = Moto::start();
+    let remote = Remote::on_moto(&moto, "bos-source");
+    migrate_tree("bos", "bos", &remote, "bos-source", true);
+}
+
+#[test]
+fn ks3_from_moto_with_the_s3_template() {
+    let moto = Moto::start();
+    let remote = Remote::on_moto(&moto, "ks3-source");
+    migrate_tree("s3", "ks3", &remote, "ks3-source", true);
+}
+
+/// A URL list with CRLF line ends, a blank line, a line of one column and a 404: everything
+/// else arrives, the job ends Failed and error.list names the bad line and the missing file.
+#[test]
+fn http_list_from_nginx() {
+    let root = tempfile::tempdir().unwrap();
+    let on_disk = [
+        ("top.txt", b"top level".to_vec()),
+        ("a/b/c/deep.txt", content(1, 3000)),
+        ("with space/file name.txt", content(2, 10)),
+        ("unicode/数据ünïcødé.md", content(3, 77)),
+        ("odd/plus+and&amp.txt", content(4, 123)),
+        ("empty.bin", Vec::new()),
+        ("big/large.bin", content(6, LARGE)),
+        ("one-column.txt", content(7, 5)),
+        ("unlisted.txt", content(8, 5)),
+    ];
+    for (rel, bytes) in &on_disk {
+        let path = root.path().join("files").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let nginx = Nginx::start(root.path());
+    let base = format!("{}/files/", nginx.endpoint);
+    let lines = [
+        format!("{base} top.txt"),
+        format!("{base} a/b/c/deep.txt"),
+        String::new(),
+        format!("{base} with%20space/file%20name.txt"),
+        format!("{base}\tunicode/数据ünïcødé.md"),
+        format!("{base} odd/plus+and&amp.txt"),
+        format!("{base} empty.bin"),
+        format!("{base}one-column.txt"),
+        format!("{base} missing.txt"),
+        format!("{base} big/large.bin"),
+    ];
+    let list = tempfile::tempdir().unwrap();
+    let list_path = list.path().join("http.list");
+    std::fs::write(&list_path, lines.map(|l| l + "\r\n").concat()).unwrap();
+
+    let dest = Sandbox::start();
+    let list_text = list_path.to_string_lossy().into_owned();
+    let overrides = [
+        ("srcType", "http"),
+        ("httpListFilePath", list_text.as_str()),
+        ("destPrefix", "into/http/"),
+    ];
+    let pkg = package("local", &dest, &overrides);
+    submit_and_start(&pkg);
+    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Failed\n") && stat.contains("FailedTasks:1\n"),
+        "{stat}"
+    );
+    assert_eq!(console(&pkg, &["stat"]).status.code(), Some(1));
+
+    let errors = error_lists(&pkg);
+    let mut errors: Vec<&str> = errors.lines().collect();
+    errors.sort();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let bad = format!("BAD_LIST_LINE\t{list_text}:8\t");
+    assert!(
+        errors[0].starts_with(&bad) && errors[0].contains("line 8: line has 1 column"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("FILE_NOT_FOUND\tmissing.txt\t"),
+        "{errors:?}"
+    );
+
+    let mut want = BTreeMap::new();
+    for (rel, bytes) in &on_disk[..7] {
+        want.insert(format!("into/http/{rel}"), bytes.clone());
+    }
+    assert_same(&dest.objects(), &want);
+
+    // The large file came in three Range GETs, one per part, and never whole.
+    let log = nginx.access_log();
+    let gets: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("GET /files/big/large.bin "))
+        .collect();
+    let ranges: Vec<&str> = gets.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    let part = 5 * MIB;
+    let want_ranges = [
+        format!("bytes=0-{}", part - 1),
+        format!("bytes={part}-{}", 2 * part - 1),
+        format!("bytes={}-{}", 2 * part, LARGE - 1),
+    ];
+    let mut sorted = ranges.clone();
+    sorted.sort();
+    let mut want_ranges = want_ranges.to_vec();
+    want_ranges.sort();
+    assert_eq!(sorted, want_ranges, "GETs of the large file:\n{log}");
+}
+
+/// A wrong source secret is one job-level fault at start, not a failure per file.
+#[test]
+fn a_wrong_source_secret_aborts_the_job_at_start() {
+    let src = Sandbox::start();
+    let remote = Remote::on_sandbox(&src, "guarded-source");
+    let objects = [("src/a.txt".to_string(), b"a".to_vec())];
+    put_objects(&src.client(), &remote.bucket, &objects);
+    let dest = Sandbox::start();
+    let overrides = [
+        ("srcDomain", remote.endpoint.as_str()),
+        ("srcAccessKey", AK),
+        ("srcSecretKey", "not-the-secret-key"),
+        ("srcBucket", "guarded-source"),
+    ];
+    let pkg = package("oss", &dest, &overrides);
+    submit_and_start(&pkg);
+    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Abort\n") && stat.contains("FailedTasks:0\n"),
+        "{stat}"
+    );
+    let reasons: Vec<&str> = stat
+        .lines()
+        .filter(|l| l.starts_with("AbortReason:"))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{stat}");
+    assert!(reasons[0].contains("guarded-source"), "{stat}");
+    assert!(!stat.contains("not-the-secret-key"), "{stat}");
+    assert!(pkg.task_dirs("failed_tasks").is_empty() && pkg.task_dirs("succeed_tasks").is_empty());
+    assert!(dest.objects().is_empty());
+    for entry in walkdir::WalkDir::new(pkg.dir.path()).into_iter().flatten() {
+        if entry.file_type().is_file() && !entry.path().starts_with(pkg.path("conf")) {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("not-the-secret-key"),
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// kill -9 while parts go up from a remote source: the next start resumes each upload and
+/// re-sends at most the parts that were in flight.
+#[test]
+fn kill_9_during_a_remote_multipart_job_resumes_without_resending_finished_parts() {
+    let src = Sandbox::start();
+    let remote = Remote::on_sandbox(&src, "kill-source");
+    let mut objects: Vec<(String, Vec<u8>)> = (0..2)
+        .map(|i| (format!("src/large{i}.bin"), content(20 + i, 20 * MIB)))
+        .collect();
+    objects.push(("src/small.txt".into(), b"small".to_vec()));
+    put_objects(&src.client(), &remote.bucket, &objects);
+    let dest = Sandbox::start();
+    let proxy = Proxy::start(&dest.endpoint, Faults::default());
+    let overrides = [
+        ("srcDomain", remote.endpoint.as_str()),
+        ("srcAccessKey", AK),
+        ("srcSecretKey", SK),
+        ("srcBucket", "kill-source"),
+        ("destDomain", proxy.endpoint.as_str()),
+        ("destPrefix", ""),
+    ];
+    let mut pkg = package("oss", &dest, &overrides);
+    // Slow enough to kill in the middle (sys.properties, not the job file).
+    pkg.sys
+        .insert("workerMaxThroughput(KB/s)".into(), "8192".into());
+    let sys: String = pkg.sys.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(pkg.path("conf/sys.properties"), sys).unwrap();
+    let threads: usize = template_value("oss", "uploadThreadNumPerLargeFile")
+        .parse()
+        .unwrap();
+    submit_and_start(&pkg);
+
+    let state = pkg.path("worker/jobs/local_test/multipart");
+    let count = |name: &str| {
+        let entries = walkdir::WalkDir::new(&state).into_iter().flatten();
+        entries
+            .filter(|e| e.file_name().to_string_lossy().starts_with(name))
+            .count()
+    };
+    let started = Instant::now();
+    while count("part-") < 2 {
+        assert!(started.elapsed() < LONG, "no parts checkpointed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_service(&pkg);
+    let in_flight = count("UPLOAD");
+    assert!(in_flight >= 1, "no upload was in flight at the kill");
+    // (object path, part number) of every part checkpointed before the kill.
+    let mut finished = Vec::new();
+    for upload in std::fs::read_dir(&state).unwrap().flatten() {
+        let record = std::fs::read_to_string(upload.path().join("UPLOAD")).unwrap();
+        let path = record
+            .lines()
+            .find_map(|l| l.strip_prefix("path="))
+            .unwrap();
+        for part in std::fs::read_dir(upload.path()).unwrap().flatten() {
+            let name = part.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_prefix("part-") {
+                finished.push((path.to_string(), n.parse::<u32>().unwrap().to_string()));
+            }
+        }
+    }
+
+    let out = console(&pkg, &["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed\n"),
+        "{stat}\n{}",
+        error_lists(&pkg)
+    );
+    assert_same(
+        &dest.objects(),
+        &objects
+            .iter()
+            .map(|(k, v)| (k[4..].to_string(), v.clone()))
+            .collect(),
+    );
+
+    let requests = proxy.requests();
+    let parts = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.query_param("partNumber").is_some());
+    let creates = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.query_param("uploads").is_some());
+    let (sent, total_parts) = (parts.count(), 2 * 4);
+    eprintln!(
+        "{sent} UploadPart requests for {total_parts} parts, {in_flight} uploads in flight at the kill"
+    );
+    assert_eq!(
+        creates.count(),
+        2,
+        "an upload was started over instead of resumed"
+    );
+    assert!(
+        sent <= total_parts + threads * in_flight,
+        "{sent} UploadPart requests"
+    );
+    for (path, n) in &finished {
+        let sends = requests.iter().filter(|r| {
+            r.path.ends_with(&format!("/{path}"))
+                && r.query_param("partNumber").as_ref() == Some(n)
+                && r.status == 200
+        });
+        assert_eq!(
+            sends.count(),
+            1,
+            "part {n} of {path} finished before the kill"
+        );
+    }
+}
