@@ -158,7 +158,6 @@ DATA_PARENT="${BENCH_DATA:-/dev/shm}"
 SHM="$(mktemp -d "$DATA_PARENT/ossimport-bench.XXXXXX")"
 DATA="$SHM/data"
 SRC_DATA="$SHM/src-data"
-SRC_BUCKET=src-w4
 cleanup() {
     [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null
     [ -n "${SANDBOX_PID:-}" ] && kill "$SANDBOX_PID" 2>/dev/null
@@ -178,11 +177,12 @@ log "sandbox $ENDPOINT (pid $SANDBOX_PID), work dir $WORK"
 SRC_ENDPOINT=""
 if want_w W4S || want_w W4L; then
     # The source cloud: a second s3s-fs serving the W1 and W2 sets as objects (files placed
-    # in its bucket folder are its objects).
-    mkdir -p "$SRC_DATA/$SRC_BUCKET"
-    cp -r "$W1_DIR" "$SRC_DATA/$SRC_BUCKET/w4s" 2>/dev/null || true
-    cp -r "$W2_DIR" "$SRC_DATA/$SRC_BUCKET/w4l" 2>/dev/null || true
-    "$BIN" sandbox --root "$SRC_DATA" --port 0 --bucket "$SRC_BUCKET" --access-key "$AK" --secret-key "$SK" \
+    # in a bucket folder are its objects), each set at the root of its own bucket: s3s-fs
+    # answers a HEAD of a "folder" key with a slow 500, which rclone sends for a prefix.
+    mkdir -p "$SRC_DATA"
+    cp -r "$W1_DIR" "$SRC_DATA/src-w4s" 2>/dev/null || true
+    cp -r "$W2_DIR" "$SRC_DATA/src-w4l" 2>/dev/null || true
+    "$BIN" sandbox --root "$SRC_DATA" --port 0 --bucket src-w4s --access-key "$AK" --secret-key "$SK" \
         > "$WORK/src.out" 2> "$WORK/src.err" &
     SRC_PID=$!
     for _ in $(seq 100); do grep -q listening "$WORK/src.out" 2>/dev/null && break; sleep 0.1; done
@@ -230,10 +230,10 @@ run_one() {
         W1) src="$W1_DIR"; files=$W1_FILES ;;
         W2) src="$W2_DIR"; files=$W2_FILES ;;
         W3) src="$W3_DIR"; files=$W3_FILES ;;
-        W4S) src="s3://$SRC_BUCKET/w4s"; files=$W1_FILES ;;
-        W4L) src="s3://$SRC_BUCKET/w4l"; files=$W2_FILES ;;
+        W4S) src="s3://src-w4s"; files=$W1_FILES ;;
+        W4L) src="s3://src-w4l"; files=$W2_FILES ;;
     esac
-    local src_prefix="${src#s3://$SRC_BUCKET/}"
+    local src_bucket="${src#s3://}"
     bucket="$(echo "b-$w-$tool-$rep" | tr 'A-Z' 'a-z')"
     run="$WORK/runs/$bucket"
     mkdir -p "$run" "$DATA/$bucket"
@@ -248,8 +248,8 @@ run_one() {
 srcPrefix=$src/"
         case "$w" in W4*) src_conf="srcType=s3
 srcDomain=$SRC_ENDPOINT
-srcBucket=$SRC_BUCKET
-srcPrefix=$src_prefix/
+srcBucket=$src_bucket
+srcPrefix=
 srcAccessKey=$AK
 srcSecretKey=$SK" ;; esac
         cat > "$run/conf/local_job.cfg" <<CFG
@@ -305,7 +305,7 @@ CFG
             [ -n "$RCLONE" ] || { status=missing; }
             local rsrc="$src/"
             # The source cloud as an rclone connection string; the destination from the env.
-            case "$w" in W4*) rsrc=":s3,provider=Other,endpoint='$SRC_ENDPOINT',region=us-east-1,access_key_id=$AK,secret_access_key=$SK,force_path_style=true:$SRC_BUCKET/$src_prefix" ;; esac
+            case "$w" in W4*) rsrc=":s3,provider=Other,endpoint='$SRC_ENDPOINT',region=us-east-1,access_key_id=$AK,secret_access_key=$SK,force_path_style=true:$src_bucket" ;; esac
             cmd=("${PEER_ENV[@]}" RCLONE_CONFIG="$WORK/rclone.conf"
                 RCLONE_S3_PROVIDER=Other RCLONE_S3_ENDPOINT="$ENDPOINT" RCLONE_S3_REGION=us-east-1
                 RCLONE_S3_ACCESS_KEY_ID="$AK" RCLONE_S3_SECRET_ACCESS_KEY="$SK" RCLONE_S3_FORCE_PATH_STYLE=true

@@ -314,11 +314,22 @@ fn config_errors_name_the_file_line_and_key_and_exit_2() {
     );
 
     pkg.set("taskObjectCountLimit", "10");
-    pkg.set("srcType", "oss");
+    pkg.set("srcType", "azure");
     let out = pkg.run(&["submit"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not supported yet"),
+        "{}",
+        text(&out)
+    );
+
+    // A remote source without its endpoint names the key to fill.
+    pkg.set("srcType", "oss");
+    let out = pkg.run(&["submit"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("local_job.cfg") && err.contains("srcDomain"),
         "{}",
         text(&out)
     );

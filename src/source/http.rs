@@ -306,10 +306,9 @@ impl Conn {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
         let mut obj = SourceObject::new(RelPath(Vec::new()), size, mtime);
-        // A weak ETag (W/) names a meaning, not the bytes: no use as a change marker.
-        obj.version = text(ETAG)
-            .filter(|e| !e.starts_with("W/"))
-            .map(str::to_string);
+        // No change marker from the ETag: a farm of servers behind one name gives one file a
+        // different ETag per node (inode-based), and pinning reads to it would fail every file.
+        // Size and Last-Modified, checked before and after the copy, catch a rewrite instead.
         obj.locator = Some(url.to_string());
         Ok(Some(obj))
     }
@@ -400,6 +399,7 @@ impl Source for HttpSource {
             url,
             whole: offset == 0 && len == obj.size,
             version: obj.version.clone(),
+            size: obj.size,
             offset,
             len,
         };
@@ -415,14 +415,21 @@ struct UrlRange {
     whole: bool,
     /// The ETag it was listed with: the read is pinned to it (If-Match).
     version: Option<String>,
+    /// The file's size as listed or probed.
+    size: u64,
     offset: u64,
     len: u64,
 }
 
 impl Reopen for UrlRange {
     fn open(&self) -> BoxFuture<'static, std::io::Result<ByteStream>> {
-        let (conn, url, whole, offset) =
-            (self.conn.clone(), self.url.clone(), self.whole, self.offset);
+        let (conn, url, whole, offset, size) = (
+            self.conn.clone(),
+            self.url.clone(),
+            self.whole,
+            self.offset,
+            self.size,
+        );
         let version = self.version.clone();
         let range =
             (!whole).then(|| format!("bytes={offset}-{}", (offset + self.len).saturating_sub(1)));
@@ -435,6 +442,9 @@ impl Reopen for UrlRange {
                     let why = match f.status {
                         Some(StatusCode::PRECONDITION_FAILED) => {
                             " (SIZE_NOT_MATCH: changed after it was listed)"
+                        }
+                        Some(StatusCode::RANGE_NOT_SATISFIABLE) => {
+                            " (SIZE_NOT_MATCH: shorter than when it was listed)"
                         }
                         _ => "",
                     };
@@ -461,6 +471,21 @@ impl Reopen for UrlRange {
             if range.is_some() && resp.status() != StatusCode::PARTIAL_CONTENT {
                 return Err(std::io::Error::other(format!(
                     "GET {url}: the server ignored the Range header ({RANGE_NOT_SUPPORTED})"
+                )));
+            }
+            // Without an ETag to pin the size still tells a rewrite: the total after the
+            // slash of `bytes 0-99/1234`, or the length of a whole-file answer.
+            let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
+            let total = match range {
+                Some(_) => header(CONTENT_RANGE).and_then(|r| r.rsplit('/').next()),
+                None => header(CONTENT_LENGTH),
+            };
+            if let Some(total) = total.and_then(|t| t.parse::<u64>().ok())
+                && total != size
+            {
+                return Err(std::io::Error::other(format!(
+                    "GET {url}: the file has {total} bytes, listed with {size} (SIZE_NOT_MATCH: \
+                     changed after it was listed)"
                 )));
             }
             Ok(resp

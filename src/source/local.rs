@@ -212,10 +212,16 @@ impl Source for LocalSource {
         let full = self.full_path(&obj.path);
         // Opening now turns a permission problem into a clear per-file error before any
         // request is made.
-        fs::File::open(&full).ctx("cannot open source file", &full)?;
+        if let Err(e) = fs::File::open(&full) {
+            if e.kind() == io::ErrorKind::NotFound {
+                return Err(Error::Source(format!("`{}` {DELETED}", full.display())));
+            }
+            return Err(Error::io("cannot open source file", full, e));
+        }
         let what = format!("`{}`", full.display());
         let range = FileRange {
             path: full,
+            size: obj.size,
             offset,
             len,
         };
@@ -223,18 +229,40 @@ impl Source for LocalSource {
     }
 }
 
+/// The words the worker and the destination read to stop retrying a deleted file.
+const DELETED: &str = "was deleted after it was listed (FILE_NOT_FOUND)";
+
 /// A range of a local file, read in chunks while it is sent (never whole in memory).
 struct FileRange {
     path: PathBuf,
+    /// The file's size as listed or probed.
+    size: u64,
     offset: u64,
     len: u64,
 }
 
 impl Reopen for FileRange {
     fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
-        let (path, offset, len) = (self.path.clone(), self.offset, self.len);
+        let (path, size, offset, len) = (self.path.clone(), self.size, self.offset, self.len);
         Box::pin(async move {
-            let mut file = tokio::fs::File::open(&path).await?;
+            let mut file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => {
+                        io::Error::new(e.kind(), format!("`{}` {DELETED}", path.display()))
+                    }
+                    _ => e,
+                })?;
+            // Another size is another file: reading `len` bytes of it would send a part of
+            // the new content (or run short) under the listed size.
+            let now = file.metadata().await?.len();
+            if now != size {
+                return Err(io::Error::other(format!(
+                    "`{}` has {now} bytes, listed with {size}: it changed after it was listed \
+                     (SIZE_NOT_MATCH)",
+                    path.display()
+                )));
+            }
             file.seek(io::SeekFrom::Start(offset)).await?;
             let chunks = stream::unfold(Some((file, len)), |state| async move {
                 let (mut file, remaining) = state?;

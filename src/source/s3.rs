@@ -295,6 +295,7 @@ impl Source for S3Source {
             conn: self.conn.clone(),
             key,
             version: obj.version.clone(),
+            size: obj.size,
             offset,
             len,
         };
@@ -307,6 +308,8 @@ struct ObjectRange {
     conn: Arc<Conn>,
     key: String,
     version: Option<String>,
+    /// The object's size as listed or probed.
+    size: u64,
     offset: u64,
     len: u64,
 }
@@ -314,7 +317,7 @@ struct ObjectRange {
 impl Reopen for ObjectRange {
     fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
         let (conn, key, version) = (self.conn.clone(), self.key.clone(), self.version.clone());
-        let offset = self.offset;
+        let (offset, size) = (self.offset, self.size);
         let range = format!("bytes={offset}-{}", (offset + self.len).saturating_sub(1));
         Box::pin(async move {
             let call = || async {
@@ -337,6 +340,7 @@ impl Reopen for ObjectRange {
                     let why = match f.status {
                         Some(404) => " (FILE_NOT_FOUND: deleted after it was listed)",
                         Some(412) => " (SIZE_NOT_MATCH: rewritten after it was listed)",
+                        Some(416) => " (SIZE_NOT_MATCH: shorter than when it was listed)",
                         _ => "",
                     };
                     io::Error::other(format!("{}{why}", f.message))
@@ -350,6 +354,20 @@ impl Reopen for ObjectRange {
                 return Err(io::Error::other(format!(
                     "GET `{key}`: the object was rewritten after it was listed (ETag {listed} \
                      then, {sent} now) (SIZE_NOT_MATCH)"
+                )));
+            }
+            // Without an ETag to pin (s3s-fs lists none) the size still tells a rewrite: the
+            // total after the slash of `bytes 0-99/1234`, or the whole length without a range.
+            let total = match out.content_range() {
+                Some(r) => r.rsplit('/').next().and_then(|t| t.parse::<u64>().ok()),
+                None => out.content_length().and_then(|n| u64::try_from(n).ok()),
+            };
+            if let Some(total) = total
+                && total != size
+            {
+                return Err(io::Error::other(format!(
+                    "GET `{key}`: the object has {total} bytes, listed with {size} \
+                     (SIZE_NOT_MATCH: rewritten after it was listed)"
                 )));
             }
             // A server that ignored Range sends the object from byte 0: wrong for any part
