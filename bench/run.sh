@@ -176,12 +176,12 @@ ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/sandbox.out")"
 log "sandbox $ENDPOINT (pid $SANDBOX_PID), work dir $WORK"
 SRC_ENDPOINT=""
 if want_w W4S || want_w W4L; then
-    # The source cloud: a second s3s-fs serving the W1 and W2 sets as objects (files placed
-    # in a bucket folder are its objects), each set at the root of its own bucket: s3s-fs
-    # answers a HEAD of a "folder" key with a slow 500, which rclone sends for a prefix.
-    mkdir -p "$SRC_DATA"
-    cp -r "$W1_DIR" "$SRC_DATA/src-w4s" 2>/dev/null || true
-    cp -r "$W2_DIR" "$SRC_DATA/src-w4l" 2>/dev/null || true
+    # The source cloud: a second s3s-fs serving the W1 and W2 sets as objects, each at the
+    # root of its own bucket (s3s-fs answers a HEAD of a "folder" key with a slow 500, which
+    # rclone sends for a prefix). The objects are uploaded, not copied in as files: s3s-fs
+    # keeps a stored ETag per uploaded object, and without it hashes the whole file on every
+    # GET (each 50 MiB part of a 256 MiB object would cost the server 256 MiB of MD5).
+    mkdir -p "$SRC_DATA/src-w4s" "$SRC_DATA/src-w4l"
     "$BIN" sandbox --root "$SRC_DATA" --port 0 --bucket src-w4s --access-key "$AK" --secret-key "$SK" \
         > "$WORK/src.out" 2> "$WORK/src.err" &
     SRC_PID=$!
@@ -189,6 +189,19 @@ if want_w W4S || want_w W4L; then
     SRC_ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/src.out")"
     [ -n "$SRC_ENDPOINT" ] || { log "the source sandbox did not start:"; cat "$WORK/src.err" >&2; exit 1; }
     log "source sandbox $SRC_ENDPOINT (pid $SRC_PID), data in $SRC_DATA"
+    populate() { # populate <bucket> <dir>: upload dir into the source bucket with ossimport
+        local setup="$WORK/populate-$1"
+        mkdir -p "$setup/conf"
+        printf 'srcType=local\nsrcPrefix=%s/\ndestDomain=%s\ndestBucket=%s\ndestAccessKey=%s\ndestSecretKey=%s\nisAuditAfterImport=false\n' \
+            "$2" "$SRC_ENDPOINT" "$1" "$AK" "$SK" > "$setup/conf/local_job.cfg"
+        printf 'workingDir=.\nworkerTaskThreadNum=%s\n' "$CONCURRENCY" > "$setup/conf/sys.properties"
+        (cd "$setup" && "$BIN" submit > /dev/null && "$BIN" start > /dev/null) || { log "populating $1 failed"; exit 1; }
+        until (cd "$setup" && "$BIN" stat 2>/dev/null | grep -q 'JobState:Succeed'); do sleep 0.5; done
+        (cd "$setup" && "$BIN" stop > /dev/null)
+        log "source bucket $1: $(find "$SRC_DATA/$1" -type f | wc -l) objects"
+    }
+    want_w W4S && populate src-w4s "$W1_DIR"
+    want_w W4L && populate src-w4l "$W2_DIR"
 fi
 CLK_TCK="$(getconf CLK_TCK)"
 # Both servers' CPU: on W4 the source serves every byte too.
