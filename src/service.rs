@@ -163,8 +163,15 @@ async fn run_job(
         record_md5: sys.worker_record_md5,
         need_digests: sys.worker_record_md5
             || (job.is_audit_after_import && job.audit_mode == crate::config::AuditMode::Detailed),
+        server_copy: crate::source::same_store(&job),
         abort_reason: std::sync::Mutex::new(None),
     });
+    if ctx.server_copy {
+        tracing::info!(
+            "the source is the destination's own store (same endpoint and keys): objects are \
+             copied server-side, their bytes do not pass through this machine"
+        );
+    }
     let mut master_run = tokio::spawn(master.clone().run());
     let mut master_done = false;
 

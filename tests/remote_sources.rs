@@ -534,3 +534,67 @@ fn kill_9_during_a_remote_multipart_job_resumes_without_resending_finished_parts
         );
     }
 }
+
+/// Source and destination are one store (same endpoint, same keys), as in a migration
+/// between two buckets of one OSS region: every object is copied inside the store
+/// (CopyObject; UploadPartCopy for the large one), so no source object is read and no body
+/// is uploaded through the tool; each object still arrives byte for byte.
+#[test]
+fn one_store_is_copied_server_side() {
+    let store = Sandbox::start();
+    let proxy = Proxy::start(&store.endpoint, Faults::default());
+    let remote = Remote::on_sandbox(&store, "same-store-source");
+    let key_prefix = template_value("oss", "srcPrefix");
+    let objects: Vec<(String, Vec<u8>)> = tree()
+        .into_iter()
+        .filter(|(rel, _)| !rel.ends_with('/'))
+        .map(|(rel, b)| (format!("{key_prefix}{rel}"), b))
+        .collect();
+    put_objects(&store.client(), &remote.bucket, &objects);
+    let overrides = [
+        ("srcDomain", proxy.endpoint.as_str()),
+        ("srcAccessKey", AK),
+        ("srcSecretKey", SK),
+        ("srcBucket", "same-store-source"),
+        ("destDomain", proxy.endpoint.as_str()),
+        ("destPrefix", "copied/"),
+    ];
+    let pkg = package("oss", &store, &overrides);
+    submit_and_start(&pkg);
+    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed\n"),
+        "{stat}\n{}",
+        error_lists(&pkg)
+    );
+    let want: BTreeMap<String, Vec<u8>> = objects
+        .iter()
+        .map(|(k, v)| (format!("copied/{}", &k[key_prefix.len()..]), v.clone()))
+        .collect();
+    assert_same(&store.objects(), &want);
+
+    let requests = proxy.requests();
+    let source_reads = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.query.is_empty())
+        .filter(|r| r.path.starts_with("/same-store-source/"));
+    assert_eq!(source_reads.count(), 0, "a source object was read");
+    let uploaded: u64 = requests.iter().map(|r| r.body_len).sum();
+    assert!(
+        uploaded < 64 * 1024,
+        "{uploaded} request body bytes went through the tool"
+    );
+    let copies = requests
+        .iter()
+        .filter(|r| r.header("x-amz-copy-source").is_some() && r.status == 200);
+    // One CopyObject per small object, one UploadPartCopy per part of the large one.
+    assert_eq!(copies.count(), want.len() - 1 + 3);
+    for (rel, records) in audit_records(&pkg) {
+        assert!(
+            records
+                .iter()
+                .all(|r| r.0 == "OK" && r.2.contains("copy=server-side")),
+            "{rel}: {records:?}"
+        );
+    }
+}

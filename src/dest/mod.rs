@@ -40,6 +40,15 @@ pub struct PutOptions {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// An object of the same store (same endpoint and keys) to copy server-side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    pub bucket: String,
+    pub key: String,
+    /// The ETag it was listed with: the copy is pinned to it.
+    pub version: Option<String>,
+}
+
 /// A finished part of a multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartInfo {
@@ -110,6 +119,26 @@ pub trait Destination: Send + Sync {
         key: &str,
         upload_id: &str,
         parts: &[PartInfo],
+    ) -> DestResult<String>;
+
+    /// Copies `from` into `key` inside the store, without the bytes passing through this
+    /// machine; the copy fails if `from` no longer has ETag `from.version`. Returns the ETag.
+    async fn copy_object(
+        &self,
+        key: &str,
+        from: &CopySource,
+        opts: &PutOptions,
+    ) -> DestResult<String>;
+
+    /// Uploads bytes `offset..offset+len` of `from` as part `number`, inside the store.
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        from: &CopySource,
+        offset: u64,
+        len: u64,
     ) -> DestResult<String>;
 
     /// Abandons a multipart upload so its parts stop costing storage.

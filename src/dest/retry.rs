@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 
-use super::{DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
+use super::{CopySource, DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
 use crate::payload::Body;
 
 pub struct RetryingDestination<D> {
@@ -91,6 +91,32 @@ impl<D: Destination> Destination for RetryingDestination<D> {
     ) -> DestResult<String> {
         self.run("CompleteMultipartUpload", || {
             self.inner.complete_multipart(key, upload_id, parts)
+        })
+        .await
+    }
+
+    async fn copy_object(
+        &self,
+        key: &str,
+        from: &CopySource,
+        opts: &PutOptions,
+    ) -> DestResult<String> {
+        self.run("CopyObject", || self.inner.copy_object(key, from, opts))
+            .await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        from: &CopySource,
+        offset: u64,
+        len: u64,
+    ) -> DestResult<String> {
+        self.run("UploadPartCopy", || {
+            self.inner
+                .upload_part_copy(key, upload_id, number, from, offset, len)
         })
         .await
     }

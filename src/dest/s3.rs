@@ -9,7 +9,9 @@ use aws_sdk_s3::types::{
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::{ByteChunks, DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
+use super::{
+    ByteChunks, CopySource, DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions,
+};
 use crate::payload::Body;
 use crate::s3client::{CaptureHeader, ClientSettings, build_client, describe};
 use crate::source::endpoint::{host_of, is_ip_or_localhost, oss_region};
@@ -72,6 +74,11 @@ impl S3Destination {
             transient,
         }
     }
+}
+
+/// An `x-amz-copy-source` value: `bucket/key`, the key percent-encoded.
+fn copy_source(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE))
 }
 
 fn user_metadata(opts: &PutOptions) -> Option<std::collections::HashMap<String, String>> {
@@ -230,7 +237,7 @@ impl Destination for S3Destination {
     }
 
     async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()> {
-        let source = format!("{}/{}", self.bucket, utf8_percent_encode(key, COPY_SOURCE));
+        let source = copy_source(&self.bucket, key);
         let mut req = self
             .client
             .copy_object()
@@ -311,6 +318,59 @@ impl Destination for S3Destination {
             .await
             .map_err(|e| self.err("CompleteMultipartUpload", key, e))?;
         Ok(etag(out.e_tag()))
+    }
+
+    async fn copy_object(
+        &self,
+        key: &str,
+        from: &CopySource,
+        opts: &PutOptions,
+    ) -> DestResult<String> {
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(copy_source(&from.bucket, &from.key))
+            .set_copy_source_if_match(from.version.clone())
+            // Our headers, not the source's: the same as an upload would set.
+            .metadata_directive(MetadataDirective::Replace)
+            .content_type(&opts.content_type)
+            .set_metadata(user_metadata(opts));
+        if opts.server_side_encryption {
+            req = req.server_side_encryption(ServerSideEncryption::Aes256);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.err("CopyObject", key, e))?;
+        Ok(etag(out.copy_object_result().and_then(|r| r.e_tag())))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        from: &CopySource,
+        offset: u64,
+        len: u64,
+    ) -> DestResult<String> {
+        let range = format!("bytes={offset}-{}", (offset + len).saturating_sub(1));
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(copy_source(&from.bucket, &from.key))
+            .copy_source_range(range)
+            .set_copy_source_if_match(from.version.clone())
+            .send()
+            .await
+            .map_err(|e| self.err("UploadPartCopy", key, e))?;
+        Ok(etag(out.copy_part_result().and_then(|r| r.e_tag())))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> DestResult<()> {

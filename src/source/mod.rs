@@ -102,6 +102,13 @@ pub struct Resume {
     pub seen: u64,
 }
 
+/// An object's bucket and key in its store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLocation {
+    pub bucket: String,
+    pub key: String,
+}
+
 /// What the worker learned when it looked at a file again just before sending it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
@@ -144,12 +151,45 @@ pub trait Source: Send + Sync {
     /// When the object exists but cannot be inspected (permissions, I/O, the network).
     async fn probe(&self, obj: &SourceObject) -> Result<Probe>;
 
+    /// True when every read of an object checks, from the answer itself, that it is the
+    /// version that was listed (ETag, size, last-modified) and fails with SIZE_NOT_MATCH or
+    /// FILE_NOT_FOUND otherwise: the worker then needs no look before and after a copy.
+    fn pins_reads(&self) -> bool {
+        false
+    }
+
+    /// Where `obj` lives when the source is an object store: its bucket and key, so a job
+    /// whose destination is the same store can copy it server-side.
+    fn location(&self, _obj: &SourceObject) -> Option<ObjectLocation> {
+        None
+    }
+
     /// The bytes `offset..offset+len` of `obj`, as listed or probed. Sources with a change
     /// marker read exactly that version, so a rewrite in between fails instead of mixing two.
     ///
     /// # Errors
     /// When the object cannot be opened.
     async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body>;
+}
+
+/// True when the job's source is the destination's own store (same endpoint, same keys), so
+/// objects can be copied server-side instead of streamed through this machine.
+pub fn same_store(job: &JobConfig) -> bool {
+    let vendor = match job.src_type {
+        SrcType::Oss => S3Vendor::Oss,
+        SrcType::S3 => S3Vendor::S3,
+        SrcType::Cos => S3Vendor::Cos,
+        SrcType::Bos => S3Vendor::Bos,
+        SrcType::Ks3 => S3Vendor::Ks3,
+        _ => return false,
+    };
+    let Ok(at) = s3_endpoint(vendor, &job.src_domain, &job.src_bucket, job.app_id) else {
+        return false;
+    };
+    let norm = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
+    norm(&at.url) == norm(&job.dest_domain)
+        && job.src_access_key.expose() == job.dest_access_key.expose()
+        && job.src_secret_key.expose() == job.dest_secret_key.expose()
 }
 
 /// Picks the source for the job's `srcType`.

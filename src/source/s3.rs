@@ -20,7 +20,8 @@ use tokio::sync::mpsc::Sender;
 
 use super::endpoint::{S3Endpoint, key_prefix};
 use super::{
-    Body, LIST_BATCH, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject,
+    Body, LIST_BATCH, ListBatch, ObjectLocation, Probe, RelPath, Resume, ScanUnit, Scope, Source,
+    SourceObject,
 };
 use crate::error::{Error, Result};
 use crate::payload::{ByteStream, Reopen};
@@ -288,6 +289,17 @@ impl Source for S3Source {
         }
     }
 
+    fn pins_reads(&self) -> bool {
+        true
+    }
+
+    fn location(&self, obj: &SourceObject) -> Option<ObjectLocation> {
+        Some(ObjectLocation {
+            bucket: self.conn.bucket.clone(),
+            key: self.conn.key(&obj.path),
+        })
+    }
+
     async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body> {
         let key = self.conn.key(&obj.path);
         let what = format!("source object `{key}`");
@@ -296,6 +308,7 @@ impl Source for S3Source {
             key,
             version: obj.version.clone(),
             size: obj.size,
+            mtime: obj.mtime,
             offset,
             len,
         };
@@ -308,8 +321,9 @@ struct ObjectRange {
     conn: Arc<Conn>,
     key: String,
     version: Option<String>,
-    /// The object's size as listed or probed.
+    /// The object's size and last-modified (unix s) as listed or probed.
     size: u64,
+    mtime: i64,
     offset: u64,
     len: u64,
 }
@@ -317,6 +331,7 @@ struct ObjectRange {
 impl Reopen for ObjectRange {
     fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
         let (conn, key, version) = (self.conn.clone(), self.key.clone(), self.version.clone());
+        let mtime = self.mtime;
         let (offset, size) = (self.offset, self.size);
         let range = format!("bytes={offset}-{}", (offset + self.len).saturating_sub(1));
         Box::pin(async move {
@@ -367,6 +382,14 @@ impl Reopen for ObjectRange {
             {
                 return Err(io::Error::other(format!(
                     "GET `{key}`: the object has {total} bytes, listed with {size} \
+                     (SIZE_NOT_MATCH: rewritten after it was listed)"
+                )));
+            }
+            // Nor does a same-size rewrite escape: the answer's Last-Modified is the version's.
+            let modified = out.last_modified().map(|t| t.secs());
+            if let Some(now) = modified.filter(|now| mtime > 0 && *now != mtime) {
+                return Err(io::Error::other(format!(
+                    "GET `{key}`: the object was modified at {now}, listed at {mtime} \
                      (SIZE_NOT_MATCH: rewritten after it was listed)"
                 )));
             }

@@ -59,6 +59,8 @@ pub struct JobContext {
     pub record_md5: bool,
     /// Compute MD5 and CRC-64 of every body sent (MD5 metadata, detailed audit).
     pub need_digests: bool,
+    /// The source is the destination's own store: copy objects server-side.
+    pub server_copy: bool,
     /// Set with the reason when an unexpected error stops the job.
     pub abort_reason: std::sync::Mutex<Option<String>>,
 }

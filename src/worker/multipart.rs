@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use futures::{StreamExt, TryStreamExt, stream};
 use md5::{Digest, Md5};
 
-use crate::dest::{PartInfo, PutOptions};
+use crate::dest::{CopySource, PartInfo, PutOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::payload::Digests;
 use crate::source::SourceObject;
@@ -189,12 +189,14 @@ pub struct Uploaded {
     pub expected: Option<Expected>,
 }
 
-/// Uploads `file` in parts, resuming an earlier attempt when the file is unchanged.
+/// Uploads `file` in parts, resuming an earlier attempt when the file is unchanged; with
+/// `from`, each part is copied inside the store (UploadPartCopy) instead of streamed.
 pub async fn upload(
     ctx: &JobContext,
     key: &str,
     file: &SourceObject,
     opts: &PutOptions,
+    from: Option<&CopySource>,
 ) -> Result<Uploaded, Failure> {
     let size = part_size(file.size, ctx.job.multipart_upload_part_size);
     let count = file.size.div_ceil(size);
@@ -234,19 +236,33 @@ pub async fn upload(
             let offset = i * size;
             let len = size.min(file.size - offset);
             let number = i as i32 + 1;
-            let (body, slot) = open_body(ctx, file, offset, len).await?;
-            let etag = ctx
-                .dest
-                .upload_part(key, id, number, body)
-                .await
-                .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+            let (etag, digests) = match from {
+                // Inside the store: the part's bytes never pass through this machine.
+                Some(from) => {
+                    let etag = ctx
+                        .dest
+                        .upload_part_copy(key, id, number, from, offset, len)
+                        .await
+                        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                    (etag, None)
+                }
+                None => {
+                    let (body, slot) = open_body(ctx, file, offset, len).await?;
+                    let etag = ctx
+                        .dest
+                        .upload_part(key, id, number, body)
+                        .await
+                        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                    (etag, slot.get())
+                }
+            };
             let part = PartDone {
                 info: PartInfo {
                     number,
                     etag,
                     size: len,
                 },
-                digests: slot.get(),
+                digests,
             };
             write_atomic(
                 &dir_ref.join(format!("part-{number:05}")),

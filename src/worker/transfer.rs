@@ -3,7 +3,7 @@
 //! or, for `jobType=audit`, only the comparison.
 
 use crate::config::JobType;
-use crate::dest::{META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
+use crate::dest::{CopySource, META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
 use crate::key::{content_type, object_key};
 use crate::source::{Probe, SourceObject};
 use crate::task::record::{FileRecord, Outcome, reason};
@@ -77,11 +77,12 @@ async fn transfer(
                    folders need no object in OSS";
         return Ok(record(listed, Outcome::Skipped, "FOLDER", why.into()));
     }
-    // A versioned object (an ETag from the listing) is read pinned to that version: a change
-    // or deletion since the listing fails the read itself (SIZE_NOT_MATCH, FILE_NOT_FOUND), so
-    // the look before and after the copy would cost two requests per object and prove nothing
-    // more. A retry takes the object as it is now.
-    let pinned = attempt == 1 && listed.version.is_some();
+    // A source that pins its reads to the listed version fails the read itself when the
+    // object changed or vanished since the listing (SIZE_NOT_MATCH, FILE_NOT_FOUND), so the
+    // look before and after the copy would cost two requests per object and prove nothing
+    // more. A retry takes the object as it is now. A server-side copy reads nothing here, so
+    // it takes the version from a fresh look and pins the copy to it (If-Match).
+    let pinned = attempt == 1 && ctx.source.pins_reads() && !ctx.server_copy;
     let file = &match pinned {
         true => listed.clone(),
         false => match recheck(ctx, listed, attempt).await? {
@@ -181,8 +182,17 @@ async fn upload(
     file: &SourceObject,
     opts: &mut PutOptions,
 ) -> Result<(String, String, Option<Expected>), Failure> {
+    let from = ctx
+        .server_copy
+        .then(|| ctx.source.location(file))
+        .flatten()
+        .map(|at| CopySource {
+            bucket: at.bucket,
+            key: at.key,
+            version: file.version.clone(),
+        });
     if file.size > ctx.job.multipart_upload_threshold {
-        let up = match multipart::upload(ctx, key, file, opts).await {
+        let up = match multipart::upload(ctx, key, file, opts, from.as_ref()).await {
             Ok(up) => up,
             Err((_, msg)) if msg.contains(crate::source::http::RANGE_NOT_SUPPORTED) => {
                 tracing::warn!(
@@ -203,9 +213,42 @@ async fn upload(
             // the whole file in order: the original does not record it either.
             note.push_str(" md5=not-recorded(multipart)");
         }
+        if from.is_some() {
+            note.push_str(" copy=server-side");
+        }
         return Ok((up.etag, note, up.expected));
     }
+    if let Some(from) = &from {
+        return server_copy(ctx, key, file, from, opts).await;
+    }
     single_put(ctx, key, file, opts).await
+}
+
+/// Copies the object inside the store (source and destination are one store).
+async fn server_copy(
+    ctx: &JobContext,
+    key: &str,
+    file: &SourceObject,
+    from: &CopySource,
+    opts: &PutOptions,
+) -> Result<(String, String, Option<Expected>), Failure> {
+    let etag = ctx
+        .dest
+        .copy_object(key, from, opts)
+        .await
+        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    // A copy keeps the content, so a single-part source ETag (its MD5) is what the copy
+    // must show; no bytes passed here to hash.
+    let md5 = file
+        .version
+        .as_deref()
+        .map(|v| v.trim_matches('"').to_ascii_lowercase())
+        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+    let expected = md5.map(|m| Expected {
+        etag: Some(m),
+        crc64: None,
+    });
+    Ok((etag, " copy=server-side".into(), expected))
 }
 
 /// Sends the file in one request.
