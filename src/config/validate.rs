@@ -3,7 +3,8 @@
 //! this is where "readable" becomes "runnable by ossimport-rs".
 
 use super::{ConfigError, JobConfig, Secret, SrcType};
-use crate::source::endpoint::{S3Vendor, s3_endpoint};
+use crate::source::endpoint::s3_endpoint;
+use crate::source::s3_vendor;
 
 pub(crate) const ENV_ACCESS_KEY: &str = "OSS_ACCESS_KEY_ID";
 pub(crate) const ENV_SECRET_KEY: &str = "OSS_ACCESS_KEY_SECRET";
@@ -103,20 +104,15 @@ impl JobConfig {
                 }
                 return Ok(());
             }
-            SrcType::Oss => S3Vendor::Oss,
-            SrcType::S3 => S3Vendor::S3,
-            SrcType::Cos => S3Vendor::Cos,
-            SrcType::Bos => S3Vendor::Bos,
-            SrcType::Ks3 => S3Vendor::Ks3,
-            other => {
-                return Err(self.error_at(
+            other => s3_vendor(other).ok_or_else(|| {
+                self.error_at(
                     "srcType",
                     format!(
                         "srcType={other} is not supported yet by ossimport-rs; this version \
                          migrates local, oss, s3, cos, bos, ks3 and http"
                     ),
-                ));
-            }
+                )
+            })?,
         };
         if let Err(message) = s3_endpoint(vendor, &self.src_domain, &self.src_bucket, self.app_id) {
             let key = ["srcBucket", "appId"]

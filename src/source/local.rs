@@ -53,7 +53,7 @@ impl LocalSource {
         out: &mut Vec<ScanUnit>,
     ) -> Result<()> {
         if level >= max_depth {
-            out.push(unit(dir, true));
+            out.push(ScanUnit::tree(dir, true));
             return Ok(());
         }
         let full = self.full_path(&dir);
@@ -66,7 +66,7 @@ impl LocalSource {
             }
         }
         subdirs.sort();
-        out.push(unit(dir.clone(), false));
+        out.push(ScanUnit::tree(dir.clone(), false));
         for name in subdirs {
             self.collect_units(dir.join(&name), level + 1, max_depth, out)?;
         }
@@ -155,14 +155,6 @@ impl LocalSource {
         if !batch.is_empty() {
             let _ = out.blocking_send(batch);
         }
-    }
-}
-
-fn unit(dir: RelPath, recursive: bool) -> ScanUnit {
-    let kind = if recursive { "tree" } else { "files" };
-    ScanUnit {
-        id: format!("{kind}:{dir}"),
-        scope: Scope::Tree { dir, recursive },
     }
 }
 

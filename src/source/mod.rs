@@ -94,6 +94,17 @@ pub struct ScanUnit {
     pub scope: Scope,
 }
 
+impl ScanUnit {
+    /// A folder or key prefix: `files:<dir>` (its direct entries) or `tree:<dir>` (all below).
+    pub fn tree(dir: RelPath, recursive: bool) -> ScanUnit {
+        let kind = if recursive { "tree" } else { "files" };
+        ScanUnit {
+            id: format!("{kind}:{dir}"),
+            scope: Scope::Tree { dir, recursive },
+        }
+    }
+}
+
 /// Where a unit's listing resumes after a restart: after the last persisted object, which
 /// was the `seen`-th entry the listing gave (sources whose order is not by path use that).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,16 +183,23 @@ pub trait Source: Send + Sync {
     async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body>;
 }
 
+/// The S3 dialect of a source type, for the types that speak S3.
+pub fn s3_vendor(src_type: SrcType) -> Option<S3Vendor> {
+    match src_type {
+        SrcType::Oss => Some(S3Vendor::Oss),
+        SrcType::S3 => Some(S3Vendor::S3),
+        SrcType::Cos => Some(S3Vendor::Cos),
+        SrcType::Bos => Some(S3Vendor::Bos),
+        SrcType::Ks3 => Some(S3Vendor::Ks3),
+        _ => None,
+    }
+}
+
 /// True when the job's source is the destination's own store (same endpoint, same keys), so
 /// objects can be copied server-side instead of streamed through this machine.
 pub fn same_store(job: &JobConfig) -> bool {
-    let vendor = match job.src_type {
-        SrcType::Oss => S3Vendor::Oss,
-        SrcType::S3 => S3Vendor::S3,
-        SrcType::Cos => S3Vendor::Cos,
-        SrcType::Bos => S3Vendor::Bos,
-        SrcType::Ks3 => S3Vendor::Ks3,
-        _ => return false,
+    let Some(vendor) = s3_vendor(job.src_type) else {
+        return false;
     };
     let Ok(at) = s3_endpoint(vendor, &job.src_domain, &job.src_bucket, job.app_id) else {
         return false;
@@ -212,16 +230,11 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
                 job.task_object_count_limit,
             )?));
         }
-        SrcType::Oss => S3Vendor::Oss,
-        SrcType::S3 => S3Vendor::S3,
-        SrcType::Cos => S3Vendor::Cos,
-        SrcType::Bos => S3Vendor::Bos,
-        SrcType::Ks3 => S3Vendor::Ks3,
-        other => {
-            return Err(Error::Source(format!(
+        other => s3_vendor(other).ok_or_else(|| {
+            Error::Source(format!(
                 "srcType={other} is not supported yet by ossimport-rs"
-            )));
-        }
+            ))
+        })?,
     };
     let at =
         s3_endpoint(vendor, &job.src_domain, &job.src_bucket, job.app_id).map_err(Error::Source)?;

@@ -172,14 +172,6 @@ fn source_error(f: Failure) -> Error {
     Error::Source(f.message)
 }
 
-fn unit(dir: RelPath, recursive: bool) -> ScanUnit {
-    let kind = if recursive { "tree" } else { "files" };
-    ScanUnit {
-        id: format!("{kind}:{dir}"),
-        scope: Scope::Tree { dir, recursive },
-    }
-}
-
 #[async_trait]
 impl Source for S3Source {
     async fn check(&self) -> Result<()> {
@@ -209,12 +201,12 @@ impl Source for S3Source {
             let mut next = Vec::new();
             for dir in level {
                 let subs = self.conn.subfolders(&dir).await?;
-                units.push(unit(dir, false));
+                units.push(ScanUnit::tree(dir, false));
                 next.extend(subs);
             }
             level = next;
         }
-        units.extend(level.into_iter().map(|dir| unit(dir, true)));
+        units.extend(level.into_iter().map(|dir| ScanUnit::tree(dir, true)));
         Ok(units)
     }
 

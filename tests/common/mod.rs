@@ -240,21 +240,7 @@ impl Package {
 
     /// Waits until `stat` shows one of `states`; returns that stat text.
     pub fn wait_for(&self, states: &[&str], timeout: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            let stat = self.stat();
-            if states
-                .iter()
-                .any(|s| stat.contains(&format!("JobState:{s}\n")))
-            {
-                return stat;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "timed out waiting for {states:?}; last stat:\n{stat}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll_stat(|| self.stat(), states, timeout)
     }
 
     pub fn task_dirs(&self, state: &str) -> Vec<PathBuf> {
@@ -430,9 +416,15 @@ pub fn console(pkg: &Package, args: &[&str]) -> Output {
 
 /// Polls `console.sh stat` until it shows one of `states`; returns that stat text.
 pub fn console_wait(pkg: &Package, states: &[&str], timeout: Duration) -> String {
+    let stat = || String::from_utf8_lossy(&console(pkg, &["stat"]).stdout).into_owned();
+    poll_stat(stat, states, timeout)
+}
+
+/// Calls `stat` until its text shows one of `states` (`JobState:<state>`); returns that text.
+fn poll_stat(stat: impl Fn() -> String, states: &[&str], timeout: Duration) -> String {
     let started = Instant::now();
     loop {
-        let stat = String::from_utf8_lossy(&console(pkg, &["stat"]).stdout).into_owned();
+        let stat = stat();
         if states
             .iter()
             .any(|s| stat.contains(&format!("JobState:{s}\n")))
@@ -441,9 +433,9 @@ pub fn console_wait(pkg: &Package, states: &[&str], timeout: Duration) -> String
         }
         assert!(
             started.elapsed() < timeout,
-            "timed out waiting for {states:?}:\n{stat}"
+            "timed out waiting for {states:?}; last stat:\n{stat}"
         );
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
