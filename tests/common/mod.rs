@@ -451,3 +451,52 @@ pub fn put_objects(client: &aws_sdk_s3::Client, bucket: &str, objects: &[(String
         }
     })
 }
+
+/// The keys both maps hold, then the bytes of each, without printing megabytes on failure.
+pub fn assert_same(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    let keys = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(got), keys(want), "destination keys");
+    for (key, bytes) in want {
+        let same = got[key] == *bytes;
+        assert!(
+            same,
+            "{key}: {} bytes differ from the source's {}",
+            got[key].len(),
+            bytes.len()
+        );
+    }
+}
+
+/// A destination sandbox and a package with console.sh whose job file is `template` with
+/// `overrides` and the destination's settings.
+pub fn package(template: &str, dest: &Sandbox, overrides: &[(&str, &str)]) -> Package {
+    let pkg = Package::new(dest);
+    install_console(&pkg);
+    let mut all = overrides.to_vec();
+    for (key, value) in [
+        ("destDomain", dest.endpoint.as_str()),
+        ("destAccessKey", AK),
+        ("destSecretKey", SK),
+        ("destBucket", BUCKET),
+        ("multipartUploadThreshold", "5m"),
+        ("multipartUploadPartSize", "5m"),
+    ] {
+        if !all.iter().any(|(k, _)| *k == key) {
+            all.push((key, value));
+        }
+    }
+    write_template(&pkg, template, &all);
+    pkg
+}
+
+pub fn submit_and_start(pkg: &Package) {
+    let out = console(pkg, &["submit"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("submit job:local_test success!"),
+        "{}",
+        text(&out)
+    );
+    let out = console(pkg, &["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -320,12 +320,18 @@ http {
     default_type application/octet-stream;
     client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-    server { listen 127.0.0.1:{port}; root "{root}"; }
+    server { listen 127.0.0.1:{port}; root "{root}"; {extra} }
 }
 "#;
 
 impl Nginx {
     pub fn start(root: &Path) -> Nginx {
+        Nginx::start_with(root, "")
+    }
+
+    /// [`Nginx::start`] with `extra` directives in its `server` block (locations that
+    /// redirect, refuse HEAD or ignore Range).
+    pub fn start_with(root: &Path, extra: &str) -> Nginx {
         if !Path::new(NGINX).exists() {
             apt_install("nginx", || Path::new(NGINX).exists());
         }
@@ -336,6 +342,7 @@ impl Nginx {
             let port = port.to_string();
             let text = NGINX_CONF.replace("{d}", &d).replace("{port}", &port);
             let text = text.replace("{root}", &root.to_string_lossy());
+            let text = text.replace("{extra}", extra);
             let written = fs::write(&conf, text);
             written.unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
             // -e: nginx opens its built-in error log before it reads the config.
