@@ -41,6 +41,8 @@ pub enum Error {
         /// The error.list word for it (READ_ERROR, BAD_LIST_LINE, FILE_NOT_FOUND).
         reason: &'static str,
         message: String,
+        /// Where the source finds the entry (an http list's URL), so `retry` can try it.
+        locator: Option<String>,
     },
 }
 

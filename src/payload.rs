@@ -18,8 +18,12 @@ pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
 /// Words in a read error that mean the same failure on every try: the destination does not
 /// retry a request whose body failed with one of them.
-pub const PERMANENT_READ_ERRORS: [&str; 3] =
-    ["SIZE_NOT_MATCH", "FILE_NOT_FOUND", "RANGE_NOT_SUPPORTED"];
+pub const PERMANENT_READ_ERRORS: [&str; 4] = [
+    "SIZE_NOT_MATCH",
+    "FILE_NOT_FOUND",
+    "RANGE_NOT_SUPPORTED",
+    "(READ_ERROR",
+];
 
 /// Opens the same bytes again, for each attempt of a request.
 pub trait Reopen: Send + Sync {

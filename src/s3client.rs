@@ -123,7 +123,13 @@ pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> b
                 || status == 429
                 || matches!(
                     code,
-                    "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout"
+                    "SlowDown"
+                        | "Throttling"
+                        | "ThrottlingException"
+                        | "RequestTimeout"
+                        // A copy or complete answered 200 with an error body: retry, says AWS.
+                        | "InternalError"
+                        | "ServiceUnavailable"
                 )
         }
         _ => false,

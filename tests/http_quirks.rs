@@ -103,3 +103,42 @@ fn redirects_refused_heads_and_ignored_ranges_still_copy_every_byte() {
         "no warning in the log:\n{service_log}"
     );
 }
+
+/// The list is the job's listing: an edit after submit would skip or repeat entries, so the
+/// service refuses to go on with it, with one reason, until the list is put back or the job
+/// is submitted again.
+#[test]
+fn a_list_edited_after_submit_aborts_the_job_with_the_reason() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("a.txt"), b"a").unwrap();
+    let nginx = Nginx::start(root.path());
+    let list = tempfile::tempdir().unwrap();
+    let list_path = list.path().join("urls.txt");
+    std::fs::write(&list_path, format!("{}/ a.txt\n", nginx.endpoint)).unwrap();
+    let dest = Sandbox::start();
+    let list_text = list_path.to_string_lossy().into_owned();
+    let pkg = package(
+        "local",
+        &dest,
+        &[("srcType", "http"), ("httpListFilePath", &list_text)],
+    );
+    let out = console(&pkg, &["submit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(
+        &list_path,
+        format!("{0}/ a.txt\n{0}/ b.txt\n", nginx.endpoint),
+    )
+    .unwrap();
+    let out = console(&pkg, &["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stat = console_wait(
+        &pkg,
+        &["Succeed", "Failed", "Abort"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        stat.contains("JobState:Abort\n") && stat.contains("changed after the job was submitted"),
+        "{stat}"
+    );
+    assert!(dest.objects().is_empty());
+}

@@ -47,7 +47,10 @@ pub fn run(console: &Console) -> Result<u8> {
                 )
                 .into());
         }
-        // Frozen at submit: the service may run from another directory later.
+        // Frozen at submit: the service may run from another directory later, and the list
+        // must stay as it was (the service refuses to go on with an edited one).
+        job.http_list_stamp = crate::source::http::list_stamp(list)
+            .map_err(|e| Error::io("cannot read httpListFilePath", list, e))?;
         job.http_list_file_path = absolute(list).to_string_lossy().into_owned();
     }
     let cfg_path = absolute(&console.job_cfg_path());

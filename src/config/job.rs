@@ -36,6 +36,10 @@ pub struct JobConfig {
     pub is_download_from_cdn: bool,
     pub cdn_domain: String,
     pub http_list_file_path: String,
+    /// `<size>:<mtime ns>` of the http list when it was submitted (not a key of the file):
+    /// the list's lines are the job's listing, so it must not change under a submitted job.
+    #[serde(default)]
+    pub http_list_stamp: String,
     pub http_prefix_column: u32,
     pub relative_path_column: u32,
     pub job_name: String,
@@ -214,6 +218,7 @@ impl Default for JobConfig {
             is_download_from_cdn: false,
             cdn_domain: String::new(),
             http_list_file_path: String::new(),
+            http_list_stamp: String::new(),
             http_prefix_column: 0,
             relative_path_column: 0,
             job_name: String::new(),

@@ -217,11 +217,18 @@ impl Master {
                         path,
                         reason,
                         message,
+                        locator,
                     }) => {
                         tracing::warn!(
                             "scan: cannot list `{path}`: {message}; the rest of the listing goes on"
                         );
-                        unlisted.push((path, reason, message));
+                        unlisted.push(Unlisted {
+                            at: seen,
+                            path,
+                            reason,
+                            message,
+                            locator,
+                        });
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -232,6 +239,18 @@ impl Master {
                 let full = batch.len() as u64 >= self.job.task_object_count_limit
                     || batch_bytes.saturating_add(obj.size) > self.job.task_object_size_limit;
                 if !batch.is_empty() && full {
+                    // The entries the checkpoint moves past are recorded first: a restart
+                    // lists after it and would never see them again.
+                    let before: Vec<Unlisted> = {
+                        let (before, after) = std::mem::take(&mut unlisted)
+                            .into_iter()
+                            .partition(|u| u.at <= batch_seen);
+                        unlisted = after;
+                        before
+                    };
+                    if !before.is_empty() {
+                        self.persist_unlisted(unit, round, before)?;
+                    }
                     cpt.seen = batch_seen;
                     self.persist(
                         (unit, round),
@@ -280,15 +299,14 @@ impl Master {
         }
     }
 
-    fn persist_unlisted(
-        &self,
-        unit: &ScanUnit,
-        round: u32,
-        unlisted: Vec<(RelPath, &'static str, String)>,
-    ) -> Result<()> {
+    fn persist_unlisted(&self, unit: &ScanUnit, round: u32, unlisted: Vec<Unlisted>) -> Result<()> {
         let files = unlisted
             .iter()
-            .map(|(path, _, _)| SourceObject::new(path.clone(), 0, 0))
+            .map(|u| {
+                let mut file = SourceObject::new(u.path.clone(), 0, 0);
+                file.locator = u.locator.clone();
+                file
+            })
             .collect();
         let spec = self.first_attempt(unit, round, files);
         let hash = spec.content_hash();
@@ -297,14 +315,9 @@ impl Master {
         }
         let records: Vec<FileRecord> = unlisted
             .into_iter()
-            .map(|(path, why, msg)| {
-                FileRecord::new(
-                    Outcome::Failed,
-                    why,
-                    0,
-                    path,
-                    format!("cannot list it: {msg}"),
-                )
+            .map(|u| {
+                let detail = format!("cannot list it: {}", u.message);
+                FileRecord::new(Outcome::Failed, u.reason, 0, u.path, detail)
             })
             .collect();
         let audit: String = records.iter().map(FileRecord::audit_line).collect();
@@ -346,6 +359,15 @@ impl Master {
         self.new_task.notify_one();
         Ok(())
     }
+}
+
+/// An entry the listing could not read, and how far into the unit's listing it came.
+struct Unlisted {
+    at: u64,
+    path: RelPath,
+    reason: &'static str,
+    message: String,
+    locator: Option<String>,
 }
 
 /// True when a task with this content hash exists in any state.

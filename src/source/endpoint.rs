@@ -56,7 +56,7 @@ pub fn s3_endpoint(
         S3Vendor::Bos => "http://bj.bcebos.com",
         S3Vendor::Ks3 => "http://ks3-cn-beijing.ksyun.com",
     };
-    let shown = src_domain.trim();
+    let shown = &hide_userinfo(src_domain.trim());
     let domain = shown.trim_end_matches('/');
     if domain.is_empty() {
         return Err(format!(
@@ -264,6 +264,17 @@ fn cos_bucket(bucket: &str, app_id: u64) -> Result<String, String> {
     }
 }
 
+/// `scheme://user:password@host...` with the user and password replaced by `***`: a URL
+/// echoed in a message must not carry them into logs or error.list.
+pub fn hide_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) if !scheme.is_empty() => format!("{scheme}://***{}", &rest[at..]),
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,7 +330,7 @@ mod tests {
         "s3 http://s3.amazonaws.com /b/ 0 => http://s3.amazonaws.com us-east-1 vhost b",
         "oss ftp://h b1 0 => ERR srcDomain `ftp://h` is not an http:// or https:// address",
         "oss http://h/path b1 0 => ERR srcDomain `http://h/path` has more than a host",
-        "oss http://u:p@h b1 0 => ERR srcDomain `http://u:p@h` has more than a host",
+        "oss http://u:p@h b1 0 => ERR srcDomain `http://***@h` has more than a host",
         "oss http://h?x b1 0 => ERR srcDomain `http://h?x` has more than a host",
         "oss http:// b1 0 => ERR srcDomain `http://` has no valid host[:port]",
         "oss http://h:0 b1 0 => ERR srcDomain `http://h:0` has no valid host[:port]",

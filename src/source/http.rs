@@ -31,8 +31,23 @@ const HEADS_IN_FLIGHT: usize = 16;
 /// Words in a body error that make the worker send the file in one request instead.
 pub const RANGE_NOT_SUPPORTED: &str = "RANGE_NOT_SUPPORTED";
 
+/// A list file's identity: its size and modification time, to tell an edit after submit.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn list_stamp(list: &std::path::Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(list)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!("{}:{mtime}", meta.len()))
+}
+
 pub struct HttpSource {
     list: PathBuf,
+    /// [`list_stamp`] at submit; empty for a job submitted before stamps existed.
+    stamp: String,
     prefix_column: u32,
     relative_column: u32,
     /// Lines per scan unit at most.
@@ -58,6 +73,7 @@ impl HttpSource {
     /// When the HTTP client cannot be built (no TLS roots).
     pub fn new(
         list: PathBuf,
+        stamp: String,
         prefix_column: u32,
         relative_column: u32,
         unit_lines: u64,
@@ -71,6 +87,7 @@ impl HttpSource {
             .map_err(|e| Error::Source(format!("cannot set up the HTTP client: {e}")))?;
         Ok(HttpSource {
             list,
+            stamp,
             prefix_column,
             relative_column,
             unit_lines: unit_lines.max(1),
@@ -180,6 +197,7 @@ impl HttpSource {
                 return Some(Err(Error::Listing {
                     path: RelPath(format!("{}:{line_no}", self.list.display()).into_bytes()),
                     reason: reason::BAD_LIST_LINE,
+                    locator: None,
                     message: format!("line {line_no}: {message}"),
                 }));
             }
@@ -193,11 +211,13 @@ impl HttpSource {
             Ok(None) => Err(Error::Listing {
                 path: rel,
                 reason: reason::FILE_NOT_FOUND,
+                locator: Some(line.url.clone()),
                 message: format!("{} answers 404 Not Found", line.url),
             }),
             Err(f) => Err(Error::Listing {
                 path: rel,
                 reason: reason::READ_ERROR,
+                locator: Some(line.url.clone()),
                 message: f.message,
             }),
         })
@@ -329,12 +349,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[async_trait]
 impl Source for HttpSource {
     async fn check(&self) -> Result<()> {
-        self.open_list().map(|_| ())
+        self.open_list()?;
+        let now = list_stamp(&self.list)
+            .map_err(|e| Error::io("cannot read httpListFilePath", &self.list, e))?;
+        if !self.stamp.is_empty() && now != self.stamp {
+            return Err(Error::Source(format!(
+                "`{}` changed after the job was submitted; its lines are the job's listing, so \
+                 an edit would skip or repeat entries: put it back, or `console.sh clean` and \
+                 submit again",
+                self.list.display()
+            )));
+        }
+        Ok(())
     }
 
     async fn scan_units(&self, _max_depth: u32) -> Result<Vec<ScanUnit>> {
         let this = HttpSource {
             list: self.list.clone(),
+            stamp: self.stamp.clone(),
             conn: self.conn.clone(),
             ..*self
         };
@@ -348,10 +380,12 @@ impl Source for HttpSource {
         let lines = self
             .read_lines(unit)?
             .into_iter()
+            // Blank by the same rule as the line parser (which also takes \x0B as space).
             .filter(|(_, text)| {
-                !text
-                    .trim_matches(|c: char| c.is_ascii_whitespace())
-                    .is_empty()
+                !matches!(
+                    parse_line(text, self.prefix_column, self.relative_column),
+                    Ok(None)
+                )
             })
             .skip(resume.seen as usize);
         let mut entries = stream::iter(lines)

@@ -95,6 +95,7 @@ pub fn parse_line(
     // taken as parts of file names (a list names files, not queries).
     let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
     let origin = origin_of(&scheme, authority).ok_or_else(|| {
+        let prefix = super::endpoint::hide_userinfo(prefix);
         format!("url prefix `{prefix}` (column {pc}) has no valid host[:port] or has a user name; {example}")
     })?;
 
@@ -230,7 +231,7 @@ mod tests {
         "http:/h/ a.jpg|url prefix `http:/h/` (column 1) is not",
         "http:// a.jpg|url prefix `http://` (column 1) has no valid host[:port] or has a user name",
         "http:///a a.jpg|url prefix `http:///a` (column 1) has no valid host",
-        "http://u:p@h/ a.jpg|url prefix `http://u:p@h/` (column 1) has no valid host",
+        "http://u:p@h/ a.jpg|url prefix `http://***@h/` (column 1) has no valid host",
         "http://h:99999/ a|url prefix",
         "http://h:/ a|url prefix",
         "http://h:0/ a|url prefix",

@@ -128,6 +128,7 @@ impl LocalSource {
                         Err(e) => Err(Error::Listing {
                             path: rel,
                             reason: READ_ERROR,
+                            locator: None,
                             message: e.to_string(),
                         }),
                     }
@@ -143,6 +144,7 @@ impl LocalSource {
                     Err(Error::Listing {
                         path: rel_of(&path),
                         reason: READ_ERROR,
+                        locator: None,
                         message,
                     })
                 }

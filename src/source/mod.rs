@@ -64,7 +64,8 @@ impl SourceObject {
     /// True when `now` is still the object that was listed as `self`.
     pub fn same_as(&self, now: &SourceObject) -> bool {
         let versions_agree = match (&self.version, &now.version) {
-            (Some(a), Some(b)) => a == b,
+            // Servers differ in quoting an ETag between listing and HEAD.
+            (Some(a), Some(b)) => a.trim_matches('"') == b.trim_matches('"'),
             _ => true,
         };
         self.size == now.size && self.mtime == now.mtime && versions_agree
@@ -225,6 +226,7 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
         SrcType::Http => {
             return Ok(Box::new(http::HttpSource::new(
                 std::path::PathBuf::from(&job.http_list_file_path),
+                job.http_list_stamp.clone(),
                 job.http_prefix_column,
                 job.relative_path_column,
                 job.task_object_count_limit,

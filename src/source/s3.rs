@@ -118,15 +118,37 @@ impl Conn {
                 .iter()
                 .filter_map(|p| p.prefix().map(str::to_string))
                 .collect();
-            let token = out
-                .is_truncated()
-                .unwrap_or(false)
-                .then(|| out.next_continuation_token().map(str::to_string))
-                .flatten();
+            let next = match (
+                out.is_truncated().unwrap_or(false),
+                out.next_continuation_token(),
+            ) {
+                (false, _) => Next::Done,
+                (true, Some(t)) => Next::Token(t.to_string()),
+                // A store that says "more" without a token: go on after the page's last name.
+                (true, None) => {
+                    let last_key = out.contents().last().and_then(|o| o.key());
+                    let last_prefix = out.common_prefixes().last().and_then(|p| p.prefix());
+                    match last_key.into_iter().chain(last_prefix).max() {
+                        Some(last) => Next::After(last.to_string()),
+                        None => {
+                            return Err(Failure {
+                                message: format!(
+                                    "LIST `{}`: the store says the listing goes on but gives \
+                                     neither a continuation token nor a key to go on after",
+                                    req.prefix
+                                ),
+                                transient: false,
+                                status: None,
+                                code: None,
+                            });
+                        }
+                    }
+                }
+            };
             Ok(Page {
                 objects,
                 prefixes,
-                token,
+                next,
             })
         };
         call.retry(self.policy)
@@ -147,9 +169,8 @@ impl Conn {
         loop {
             let page = self.page(&req).await.map_err(source_error)?;
             out.extend(page.prefixes.iter().map(|p| self.rel(p)));
-            match page.token {
-                Some(t) => req.token = Some(t),
-                None => return Ok(out),
+            if !req.advance(page.next) {
+                return Ok(out);
             }
         }
     }
@@ -165,7 +186,32 @@ struct PageRequest {
 struct Page {
     objects: Vec<SourceObject>,
     prefixes: Vec<String>,
-    token: Option<String>,
+    next: Next,
+}
+
+/// Where the listing goes on after a page.
+enum Next {
+    Done,
+    Token(String),
+    After(String),
+}
+
+impl PageRequest {
+    /// Moves to the page after one; false when there is none.
+    fn advance(&mut self, next: Next) -> bool {
+        match next {
+            Next::Done => false,
+            Next::Token(t) => {
+                self.token = Some(t);
+                true
+            }
+            Next::After(key) => {
+                self.token = None;
+                self.start_after = Some(key);
+                true
+            }
+        }
+    }
 }
 
 fn source_error(f: Failure) -> Error {
@@ -233,9 +279,8 @@ impl Source for S3Source {
             if !batch.is_empty() && out.send(batch).await.is_err() {
                 return Ok(());
             }
-            match page.token {
-                Some(t) => req.token = Some(t),
-                None => return Ok(()),
+            if !req.advance(page.next) {
+                return Ok(());
             }
         }
     }
@@ -348,6 +393,8 @@ impl Reopen for ObjectRange {
                         Some(404) => " (FILE_NOT_FOUND: deleted after it was listed)",
                         Some(412) => " (SIZE_NOT_MATCH: rewritten after it was listed)",
                         Some(416) => " (SIZE_NOT_MATCH: shorter than when it was listed)",
+                        // Access denied, an archived object: the same on every try.
+                        Some(400..500) => " (READ_ERROR: the source refused the read)",
                         _ => "",
                     };
                     io::Error::other(format!("{}{why}", f.message))
@@ -379,7 +426,10 @@ impl Reopen for ObjectRange {
             }
             // Nor does a same-size rewrite escape: the answer's Last-Modified is the version's.
             let modified = out.last_modified().map(|t| t.secs());
-            if let Some(now) = modified.filter(|now| mtime > 0 && *now != mtime) {
+            // Only without an ETag: stores differ in Last-Modified between listing and GET.
+            let pinned_by_etag = version.is_some() && sent.is_some();
+            if let Some(now) = modified.filter(|now| !pinned_by_etag && mtime > 0 && *now != mtime)
+            {
                 return Err(io::Error::other(format!(
                     "GET `{key}`: the object was modified at {now}, listed at {mtime} \
                      (SIZE_NOT_MATCH: rewritten after it was listed)"

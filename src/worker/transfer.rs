@@ -27,6 +27,17 @@ fn record(file: &SourceObject, outcome: Outcome, why: &str, detail: String) -> F
     FileRecord::new(outcome, why, file.size, file.path.clone(), detail)
 }
 
+/// A console "folder" of an object store (a key ending in `/`, 0 bytes; the srcPrefix folder
+/// itself lists as the empty path) needs no object: it is skipped, in import and audit alike.
+fn folder_marker(file: &SourceObject) -> Option<FileRecord> {
+    let path = file.path.as_bytes();
+    (file.size == 0 && (path.is_empty() || path.ends_with(b"/"))).then(|| {
+        let why = "a folder marker of the source's console (a key ending in /, 0 bytes); \
+                   folders need no object in OSS";
+        record(file, Outcome::Skipped, "FOLDER", why.into())
+    })
+}
+
 /// What the second look at a file decided.
 enum Checked {
     /// Go on with the file as it is now (a retry takes the file's current size; a first run
@@ -70,19 +81,16 @@ async fn transfer(
     listed: &SourceObject,
     attempt: u32,
 ) -> Result<FileRecord, Failure> {
-    let path = listed.path.as_bytes();
-    // The srcPrefix "folder" itself lists as the empty path.
-    if listed.size == 0 && (path.is_empty() || path.ends_with(b"/")) {
-        let why = "a folder marker of the source's console (a key ending in /, 0 bytes); \
-                   folders need no object in OSS";
-        return Ok(record(listed, Outcome::Skipped, "FOLDER", why.into()));
+    if let Some(skipped) = folder_marker(listed) {
+        return Ok(skipped);
     }
     // A source that pins its reads to the listed version fails the read itself when the
     // object changed or vanished since the listing (SIZE_NOT_MATCH, FILE_NOT_FOUND), so the
     // look before and after the copy would cost two requests per object and prove nothing
     // more. A retry takes the object as it is now. A server-side copy reads nothing here, so
     // it takes the version from a fresh look and pins the copy to it (If-Match).
-    let pinned = attempt == 1 && ctx.source.pins_reads() && !ctx.server_copy;
+    // An empty object is never read, so nothing would notice it changed or vanished.
+    let pinned = attempt == 1 && ctx.source.pins_reads() && !ctx.server_copy && listed.size > 0;
     let file = &match pinned {
         true => listed.clone(),
         false => match recheck(ctx, listed, attempt).await? {
@@ -151,6 +159,9 @@ async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord,
         );
         return Ok(record(file, Outcome::Skipped, "MODIFIED", why));
     }
+    if let Some(skipped) = folder_marker(file) {
+        return Ok(skipped);
+    }
     // The probe's view carries what the source says of the content (CRC-64, MD5).
     let file = &match recheck(ctx, file, 1).await? {
         Checked::Use(now) => now,
@@ -191,7 +202,9 @@ async fn upload(
             key: at.key,
             version: file.version.clone(),
         });
-    if file.size > ctx.job.multipart_upload_threshold {
+    // OSS copies at most 1 GiB in one CopyObject; larger objects go by UploadPartCopy.
+    let copy_in_parts = from.is_some() && file.size > MAX_SINGLE_COPY;
+    if file.size > ctx.job.multipart_upload_threshold || copy_in_parts {
         let up = match multipart::upload(ctx, key, file, opts, from.as_ref()).await {
             Ok(up) => up,
             Err((_, msg)) if msg.contains(crate::source::http::RANGE_NOT_SUPPORTED) => {
@@ -219,16 +232,18 @@ async fn upload(
         return Ok((up.etag, note, up.expected));
     }
     if let Some(from) = &from {
-        return server_copy(ctx, key, file, from, opts).await;
+        return server_copy(ctx, key, from, opts).await;
     }
     single_put(ctx, key, file, opts).await
 }
+
+/// Largest object copied by one CopyObject (OSS's documented limit; S3's is 5 GiB).
+const MAX_SINGLE_COPY: u64 = 1 << 30;
 
 /// Copies the object inside the store (source and destination are one store).
 async fn server_copy(
     ctx: &JobContext,
     key: &str,
-    file: &SourceObject,
     from: &CopySource,
     opts: &PutOptions,
 ) -> Result<(String, String, Option<Expected>), Failure> {
@@ -237,18 +252,12 @@ async fn server_copy(
         .copy_object(key, from, opts)
         .await
         .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
-    // A copy keeps the content, so a single-part source ETag (its MD5) is what the copy
-    // must show; no bytes passed here to hash.
-    let md5 = file
-        .version
-        .as_deref()
-        .map(|v| v.trim_matches('"').to_ascii_lowercase())
-        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
-    let expected = md5.map(|m| Expected {
-        etag: Some(m),
-        crc64: None,
-    });
-    Ok((etag, " copy=server-side".into(), expected))
+    // No bytes passed here to hash: a detailed audit takes what the source says of them.
+    let mut note = " copy=server-side".to_string();
+    if ctx.record_md5 {
+        note.push_str(" md5=not-recorded(server-side copy)");
+    }
+    Ok((etag, note, None))
 }
 
 /// Sends the file in one request.
@@ -302,6 +311,8 @@ async fn explain_failure(
             reason::FILE_NOT_FOUND,
             "the file was deleted while it was uploaded".to_string(),
         )),
+        // The source refused the read itself (access denied, an archived object).
+        _ if failure.1.contains("(READ_ERROR") => Some((reason::READ_ERROR, failure.1.clone())),
         // A read pinned to the listed version says itself that the version is gone.
         Ok(Probe::Present(now)) if !file.same_as(&now) => Some((
             reason::SIZE_NOT_MATCH,

@@ -439,7 +439,7 @@ impl Fixture for HttpFx {
             .map(|rel| format!("{base}/{PREFIX} {}\n", list_column(rel)))
             .collect();
         std::fs::write(&path, text).unwrap();
-        Box::new(HttpSource::new(path, 1, 2, Self::UNIT_LINES).expect("http client"))
+        Box::new(HttpSource::new(path, String::new(), 1, 2, Self::UNIT_LINES).expect("http client"))
     }
     fn upstream(&self) -> Option<String> {
         Some(self.nginx.endpoint.clone())
@@ -467,7 +467,8 @@ impl Fixture for HttpFx {
     }
     fn refused(&self) -> Vec<(String, Box<dyn Source>, Vec<String>)> {
         let missing = self.lists.path().join("no-such-list.txt");
-        let src = HttpSource::new(missing, 1, 2, Self::UNIT_LINES).expect("http client");
+        let src =
+            HttpSource::new(missing, String::new(), 1, 2, Self::UNIT_LINES).expect("http client");
         let words = vec!["httpListFilePath".into(), "no-such-list.txt".into()];
         vec![(
             "a httpListFilePath that does not exist".into(),
