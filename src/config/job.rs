@@ -36,7 +36,7 @@ pub struct JobConfig {
     pub is_download_from_cdn: bool,
     pub cdn_domain: String,
     pub http_list_file_path: String,
-    /// `<size>:<mtime ns>` of the http list when it was submitted (not a key of the file):
+    /// `<size>:<md5>` of the http list when it was submitted (not a key of the file):
     /// the list's lines are the job's listing, so it must not change under a submitted job.
     #[serde(default)]
     pub http_list_stamp: String,

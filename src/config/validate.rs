@@ -49,7 +49,7 @@ impl JobConfig {
                 format!(
                     "`{}` must start with http:// or https://, for example \
                      http://oss-cn-hangzhou.aliyuncs.com",
-                    self.dest_domain
+                    crate::source::endpoint::hide_userinfo(&self.dest_domain)
                 ),
             ));
         }

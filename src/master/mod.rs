@@ -270,12 +270,13 @@ impl Master {
         lister
             .await
             .map_err(|e| Error::Internal(format!("lister failed: {e}")))??;
+        // Recorded before the last checkpoint moves past them, as in the loop.
+        if !unlisted.is_empty() {
+            self.persist_unlisted(unit, round, unlisted)?;
+        }
         if !batch.is_empty() {
             cpt.seen = batch_seen;
             self.persist((unit, round), batch, &mut cpt, &cpt_path, check_duplicate)?;
-        }
-        if !unlisted.is_empty() {
-            self.persist_unlisted(unit, round, unlisted)?;
         }
         if cpt.tasks == 0 && !cpt_path.exists() {
             // Nothing was split from this unit, so listing it again after a crash repeats
@@ -308,7 +309,9 @@ impl Master {
                 file
             })
             .collect();
-        let spec = self.first_attempt(unit, round, files);
+        let mut spec = self.first_attempt(unit, round, files);
+        // Its own hash: the same paths listed fine after a restart make a task of their own.
+        spec.unit.push_str("#unlisted");
         let hash = spec.content_hash();
         if task_exists(&self.workdir, &spec.job, &hash)? {
             return Ok(());

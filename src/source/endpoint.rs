@@ -267,16 +267,30 @@ fn cos_bucket(bucket: &str, app_id: u64) -> Result<String, String> {
 /// `scheme://user:password@host...` with the user and password replaced by `***`: a URL
 /// echoed in a message must not carry them into logs or error.list.
 pub fn hide_userinfo(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) if !scheme.is_empty() => format!("{scheme}://***{}", &rest[at..]),
-        _ => url.to_string(),
+    // The last `@` anywhere: a password may hold `/`, `?` or `#`, and hiding a little of a
+    // path that holds `@` is the safe side.
+    let (head, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{head}***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::hide_userinfo;
+
+    #[test]
+    fn user_and_password_are_hidden_wherever_they_stand() {
+        assert_eq!(hide_userinfo("http://u:p@h/a"), "http://***@h/a");
+        assert_eq!(hide_userinfo("ak:sk@host"), "***@host");
+        assert_eq!(hide_userinfo("http://u:p/q?#x@h/"), "http://***@h/");
+        assert_eq!(hide_userinfo("http://h/a"), "http://h/a");
+    }
+
     use super::*;
 
     /// `vendor srcDomain srcBucket appId => url region style bucket`, or `=> ERR <start of it>`.

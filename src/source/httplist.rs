@@ -86,6 +86,7 @@ pub fn parse_line(
         .split_once("://")
         .filter(|(s, _)| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
         .ok_or_else(|| {
+            let prefix = super::endpoint::hide_userinfo(prefix);
             format!(
                 "url prefix `{prefix}` (column {pc}) is not an http:// or https:// url; {example}"
             )

@@ -226,7 +226,13 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
         SrcType::Http => {
             return Ok(Box::new(http::HttpSource::new(
                 std::path::PathBuf::from(&job.http_list_file_path),
-                job.http_list_stamp.clone(),
+                // Incremental mode rescans the list each round: lines may be added between
+                // rounds, and each round lists the whole file again under its own checkpoints.
+                if job.is_incremental {
+                    String::new()
+                } else {
+                    job.http_list_stamp.clone()
+                },
                 job.http_prefix_column,
                 job.relative_path_column,
                 job.task_object_count_limit,

@@ -127,14 +127,25 @@ impl Conn {
                 // A store that says "more" without a token: go on after the page's last name.
                 (true, None) => {
                     let last_key = out.contents().last().and_then(|o| o.key());
-                    let last_prefix = out.common_prefixes().last().and_then(|p| p.prefix());
-                    match last_key.into_iter().chain(last_prefix).max() {
-                        Some(last) => Next::After(last.to_string()),
+                    // After a common prefix, after every key under it too.
+                    let last_prefix = out
+                        .common_prefixes()
+                        .last()
+                        .and_then(|p| p.prefix())
+                        .map(|p| format!("{p}{}", char::MAX));
+                    let last = last_key
+                        .map(str::to_string)
+                        .into_iter()
+                        .chain(last_prefix)
+                        .max();
+                    match last.filter(|l| req.start_after.as_ref().is_none_or(|s| l > s)) {
+                        Some(last) => Next::After(last),
                         None => {
                             return Err(Failure {
                                 message: format!(
                                     "LIST `{}`: the store says the listing goes on but gives \
-                                     neither a continuation token nor a key to go on after",
+                                     neither a continuation token nor a key past the last \
+                                     page's to go on after",
                                     req.prefix
                                 ),
                                 transient: false,
@@ -168,7 +179,13 @@ impl Conn {
         let mut out = Vec::new();
         loop {
             let page = self.page(&req).await.map_err(source_error)?;
-            out.extend(page.prefixes.iter().map(|p| self.rel(p)));
+            for p in &page.prefixes {
+                // A store that repeats a prefix across pages must not make two units of it.
+                let rel = self.rel(p);
+                if out.last() != Some(&rel) {
+                    out.push(rel);
+                }
+            }
             if !req.advance(page.next) {
                 return Ok(out);
             }
@@ -394,7 +411,9 @@ impl Reopen for ObjectRange {
                         Some(412) => " (SIZE_NOT_MATCH: rewritten after it was listed)",
                         Some(416) => " (SIZE_NOT_MATCH: shorter than when it was listed)",
                         // Access denied, an archived object: the same on every try.
-                        Some(400..500) => " (READ_ERROR: the source refused the read)",
+                        Some(400..500) if !f.transient => {
+                            " (READ_ERROR: the source refused the read)"
+                        }
                         _ => "",
                     };
                     io::Error::other(format!("{}{why}", f.message))

@@ -29,9 +29,11 @@ fn record(file: &SourceObject, outcome: Outcome, why: &str, detail: String) -> F
 
 /// A console "folder" of an object store (a key ending in `/`, 0 bytes; the srcPrefix folder
 /// itself lists as the empty path) needs no object: it is skipped, in import and audit alike.
-fn folder_marker(file: &SourceObject) -> Option<FileRecord> {
+fn folder_marker(ctx: &JobContext, file: &SourceObject) -> Option<FileRecord> {
     let path = file.path.as_bytes();
-    (file.size == 0 && (path.is_empty() || path.ends_with(b"/"))).then(|| {
+    // Only object stores have them: a local folder that could not be listed is no marker.
+    let store = ctx.source.location(file).is_some();
+    (store && file.size == 0 && (path.is_empty() || path.ends_with(b"/"))).then(|| {
         let why = "a folder marker of the source's console (a key ending in /, 0 bytes); \
                    folders need no object in OSS";
         record(file, Outcome::Skipped, "FOLDER", why.into())
@@ -59,7 +61,8 @@ async fn recheck(ctx: &JobContext, file: &SourceObject, attempt: u32) -> Result<
         )),
         Ok(Probe::Present(now)) => Ok(Checked::Use(now)),
         // The user removed a file that had failed before: nothing is left to migrate.
-        Ok(Probe::Missing) if attempt > 1 => {
+        // A URL the list still names is not "removed": it stays missing.
+        Ok(Probe::Missing) if attempt > 1 && file.locator.is_none() => {
             let why = "the file no longer exists in the source; nothing to retry";
             Ok(Checked::Done(record(
                 file,
@@ -81,7 +84,7 @@ async fn transfer(
     listed: &SourceObject,
     attempt: u32,
 ) -> Result<FileRecord, Failure> {
-    if let Some(skipped) = folder_marker(listed) {
+    if let Some(skipped) = folder_marker(ctx, listed) {
         return Ok(skipped);
     }
     // A source that pins its reads to the listed version fails the read itself when the
@@ -159,7 +162,7 @@ async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord,
         );
         return Ok(record(file, Outcome::Skipped, "MODIFIED", why));
     }
-    if let Some(skipped) = folder_marker(file) {
+    if let Some(skipped) = folder_marker(ctx, file) {
         return Ok(skipped);
     }
     // The probe's view carries what the source says of the content (CRC-64, MD5).
@@ -322,7 +325,9 @@ async fn explain_failure(
     };
     match cause {
         Some(cause) => {
-            if file.size > ctx.job.multipart_upload_threshold {
+            if file.size > ctx.job.multipart_upload_threshold
+                || (ctx.server_copy && file.size > MAX_SINGLE_COPY)
+            {
                 multipart::abandon(ctx, key, file).await;
             }
             cause

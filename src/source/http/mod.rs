@@ -29,17 +29,27 @@ const HEADS_IN_FLIGHT: usize = 16;
 /// Words in a body error that make the worker send the file in one request instead.
 pub const RANGE_NOT_SUPPORTED: &str = "RANGE_NOT_SUPPORTED";
 
-/// A list file's identity: its size and modification time, to tell an edit after submit.
+/// A list file's identity: its size and the MD5 of its bytes, to tell an edit after submit
+/// (not its mtime: a `touch` or a copy without `-p` changes nothing that matters).
 ///
 /// # Errors
 /// When the file cannot be read.
 pub fn list_stamp(list: &std::path::Path) -> std::io::Result<String> {
-    let meta = std::fs::metadata(list)?;
-    let mtime = meta
-        .modified()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Ok(format!("{}:{mtime}", meta.len()))
+    use md5::{Digest, Md5};
+    use std::io::Read;
+    let mut file = std::fs::File::open(list)?;
+    let (mut md5, mut size) = (Md5::new(), 0u64);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        size += n as u64;
+    }
+    let hex: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{size}:{hex}"))
 }
 
 pub struct HttpSource {
@@ -215,7 +225,10 @@ fn lines_unit((first, offset, count, _host): (u64, u64, u64, String)) -> ScanUni
 impl Source for HttpSource {
     async fn check(&self) -> Result<()> {
         self.open_list()?;
-        let now = list_stamp(&self.list)
+        let list = self.list.clone();
+        let now = tokio::task::spawn_blocking(move || list_stamp(&list))
+            .await
+            .map_err(|e| Error::Internal(format!("list reader failed: {e}")))?
             .map_err(|e| Error::io("cannot read httpListFilePath", &self.list, e))?;
         if !self.stamp.is_empty() && now != self.stamp {
             return Err(Error::Source(format!(
