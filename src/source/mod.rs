@@ -63,12 +63,14 @@ impl SourceObject {
 
     /// True when `now` is still the object that was listed as `self`.
     pub fn same_as(&self, now: &SourceObject) -> bool {
-        let versions_agree = match (&self.version, &now.version) {
-            // Servers differ in quoting an ETag between listing and HEAD.
-            (Some(a), Some(b)) => a.trim_matches('"') == b.trim_matches('"'),
-            _ => true,
-        };
-        self.size == now.size && self.mtime == now.mtime && versions_agree
+        match (&self.version, &now.version) {
+            // The ETag names the bytes; Last-Modified may differ between a store's listing and
+            // its HEAD, so it decides only where there is no ETag. Servers differ in quoting.
+            (Some(a), Some(b)) => {
+                self.size == now.size && a.trim_matches('"') == b.trim_matches('"')
+            }
+            _ => self.size == now.size && self.mtime == now.mtime,
+        }
     }
 }
 
