@@ -167,12 +167,18 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-"$BIN" sandbox --root "$DATA" --port 0 --bucket bench-warmup --access-key "$AK" --secret-key "$SK" \
-    > "$WORK/sandbox.out" 2> "$WORK/sandbox.err" &
-SANDBOX_PID=$!
-for _ in $(seq 100); do grep -q listening "$WORK/sandbox.out" 2>/dev/null && break; sleep 0.1; done
-ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/sandbox.out")"
-[ -n "$ENDPOINT" ] || { log "the sandbox did not start:"; cat "$WORK/sandbox.err" >&2; exit 1; }
+# start_sandbox <name> <data dir> <bucket>: a sandbox on a free port; sets STARTED_PID and
+# STARTED_ENDPOINT, or stops the run with the server's own words.
+start_sandbox() {
+    "$BIN" sandbox --root "$2" --port 0 --bucket "$3" --access-key "$AK" --secret-key "$SK" \
+        > "$WORK/$1.out" 2> "$WORK/$1.err" &
+    STARTED_PID=$!
+    for _ in $(seq 100); do grep -q listening "$WORK/$1.out" 2>/dev/null && break; sleep 0.1; done
+    STARTED_ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/$1.out")"
+    [ -n "$STARTED_ENDPOINT" ] || { log "the $1 sandbox did not start:"; cat "$WORK/$1.err" >&2; exit 1; }
+}
+start_sandbox destination "$DATA" bench-warmup
+SANDBOX_PID=$STARTED_PID; ENDPOINT=$STARTED_ENDPOINT
 log "sandbox $ENDPOINT (pid $SANDBOX_PID), work dir $WORK"
 SRC_ENDPOINT=""
 if want_w W4S || want_w W4L; then
@@ -182,12 +188,8 @@ if want_w W4S || want_w W4L; then
     # keeps a stored ETag per uploaded object, and without it hashes the whole file on every
     # GET (each 50 MiB part of a 256 MiB object would cost the server 256 MiB of MD5).
     mkdir -p "$SRC_DATA/src-w4s" "$SRC_DATA/src-w4l"
-    "$BIN" sandbox --root "$SRC_DATA" --port 0 --bucket src-w4s --access-key "$AK" --secret-key "$SK" \
-        > "$WORK/src.out" 2> "$WORK/src.err" &
-    SRC_PID=$!
-    for _ in $(seq 100); do grep -q listening "$WORK/src.out" 2>/dev/null && break; sleep 0.1; done
-    SRC_ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/src.out")"
-    [ -n "$SRC_ENDPOINT" ] || { log "the source sandbox did not start:"; cat "$WORK/src.err" >&2; exit 1; }
+    start_sandbox source "$SRC_DATA" src-w4s
+    SRC_PID=$STARTED_PID; SRC_ENDPOINT=$STARTED_ENDPOINT
     log "source sandbox $SRC_ENDPOINT (pid $SRC_PID), data in $SRC_DATA"
     populate() { # populate <bucket> <dir>: upload dir into the source bucket with ossimport
         local setup="$WORK/populate-$1"
