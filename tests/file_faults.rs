@@ -67,6 +67,7 @@ fn md5_metadata_and_server_side_encryption_are_requested() {
     let small = content(1, 300_000);
     pkg.file("a.bin", &small);
     pkg.file("big.bin", &content(2, 6 * MIB));
+    pkg.file("empty.bin", b"");
     pkg.ok(&["submit"]);
     pkg.ok(&["start"]);
     let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
@@ -77,6 +78,10 @@ fn md5_metadata_and_server_side_encryption_are_requested() {
         .collect();
     let meta = head(&sandbox, "a.bin");
     assert_eq!(meta.metadata().and_then(|m| m.get("md5")), Some(&expected));
+    // An empty file has an MD5 too (issue 9, point 9).
+    let empty_md5 = "d41d8cd98f00b204e9800998ecf8427e".to_string();
+    let meta = head(&sandbox, "empty.bin");
+    assert_eq!(meta.metadata().and_then(|m| m.get("md5")), Some(&empty_md5));
     let writes: Vec<_> = proxy
         .requests()
         .into_iter()
