@@ -122,6 +122,27 @@ impl SysConfig {
                 ),
             });
         }
+        // Read for the original's files to parse, but without effect here: say so once, at
+        // the key's line, instead of ignoring a value the user set.
+        let ignored = [
+            ("workerUserName", !config.worker_user_name.is_empty()),
+            ("workerPassword", !config.worker_password.is_empty()),
+            ("privateKeyFile", !config.private_key_file.is_empty()),
+            ("sshPort", config.ssh_port != 22),
+            ("dispatcherThreadNum", config.dispatcher_thread_num != 1),
+        ];
+        for (key, set) in ignored {
+            if set {
+                warnings.push(ConfigWarning {
+                    path: path.to_path_buf(),
+                    line: applied.key_lines.get(key).copied(),
+                    key: key.to_string(),
+                    message: "for the original's distributed mode (SSH to workers, several \
+                              dispatchers); ossimport-rs runs standalone and ignores it"
+                        .to_string(),
+                });
+            }
+        }
         Ok(Loaded { config, warnings })
     }
 }
@@ -132,6 +153,32 @@ mod tests {
 
     fn parse(text: &str) -> Loaded<SysConfig> {
         SysConfig::parse_str(text, Path::new("conf/sys.properties")).unwrap()
+    }
+
+    #[test]
+    fn distributed_mode_settings_are_said_to_be_ignored() {
+        let loaded = parse(
+            "workerUserName=admin\nworkerPassword=secret-pw\nprivateKeyFile=/k\nsshPort=2222\n\
+             dispatcherThreadNum=4\n",
+        );
+        let keys: Vec<&str> = loaded.warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "workerUserName",
+                "workerPassword",
+                "privateKeyFile",
+                "sshPort",
+                "dispatcherThreadNum"
+            ]
+        );
+        assert_eq!(loaded.warnings[3].line, Some(4));
+        assert!(loaded.warnings[0].message.contains("ignores it"));
+        let shown = format!("{:?}", loaded.warnings);
+        assert!(!shown.contains("secret-pw"), "{shown}");
+        // The shipped values (blank, 22, 1) are not warned about.
+        let quiet = parse("workerUserName=\nworkerPassword=\ndispatcherThreadNum=1\n");
+        assert!(quiet.warnings.is_empty(), "{:?}", quiet.warnings);
     }
 
     #[test]
@@ -179,7 +226,9 @@ mod tests {
         assert_eq!(c.worker_task_thread_num, 20);
         assert_eq!(c.worker_max_throughput_kbps, 500);
         assert!(c.worker_abort_when_uncatched_exception);
-        assert_eq!(loaded.warnings.len(), 5);
+        // Five old names, and the two SSH settings that standalone mode ignores.
+        assert_eq!(loaded.warnings.len(), 7);
+        assert_eq!(loaded.warnings[5].key, "workerUserName");
         let w = &loaded.warnings[2];
         assert_eq!((w.key.as_str(), w.line), ("slaveTaskThreadNum", Some(3)));
         assert!(
