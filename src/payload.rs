@@ -193,6 +193,11 @@ impl Pass {
     }
 }
 
+/// True for a plain MD5 in hex (a single-part S3 ETag), not `<hex>-N`.
+pub fn is_md5_hex(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The checksums of a streamed body, computed while it is sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Digests {

@@ -11,8 +11,8 @@
 //! srcType=http and httpListFilePath. sys.properties is the harness's (workingDir=., 8 file
 //! threads); the kill test adds a bandwidth cap there so that it can kill mid-upload.
 //!
-//! Servers: a second sandbox (s3s-fs) for oss and s3, moto for s3, cos, bos and ks3, nginx
-//! for http. s3s-fs stores a 0-byte `dir/` object as a folder and never lists it, so the
+//! Servers: a second sandbox (s3s-fs) for oss and s3, moto for s3, cos, bos and ks3; the http
+//! source has its own file (tests/http_source.rs). s3s-fs stores a 0-byte `dir/` object as a folder and never lists it, so the
 //! folder-marker skip (audit.log `SKIPPED FOLDER`) is checked on moto.
 
 mod common;
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Faults, Proxy};
-use common::servers::{Moto, Nginx};
+use common::servers::Moto;
 use common::*;
 
 const LONG: Duration = Duration::from_secs(240);
@@ -233,101 +233,6 @@ fn ks3_from_moto_with_the_s3_template() {
     let moto = Moto::start();
     let remote = Remote::on_moto(&moto, "ks3-source");
     migrate_tree("s3", "ks3", &remote, "ks3-source", true);
-}
-
-/// A URL list with CRLF line ends, a blank line, a line of one column and a 404: everything
-/// else arrives, the job ends Failed and error.list names the bad line and the missing file.
-#[test]
-fn http_list_from_nginx() {
-    let root = tempfile::tempdir().unwrap();
-    let on_disk = [
-        ("top.txt", b"top level".to_vec()),
-        ("a/b/c/deep.txt", content(1, 3000)),
-        ("with space/file name.txt", content(2, 10)),
-        ("unicode/数据ünïcødé.md", content(3, 77)),
-        ("odd/plus+and&amp.txt", content(4, 123)),
-        ("empty.bin", Vec::new()),
-        ("big/large.bin", content(6, LARGE)),
-        ("one-column.txt", content(7, 5)),
-        ("unlisted.txt", content(8, 5)),
-    ];
-    for (rel, bytes) in &on_disk {
-        let path = root.path().join("files").join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    let nginx = Nginx::start(root.path());
-    let base = format!("{}/files/", nginx.endpoint);
-    let lines = [
-        format!("{base} top.txt"),
-        format!("{base} a/b/c/deep.txt"),
-        String::new(),
-        format!("{base} with%20space/file%20name.txt"),
-        format!("{base}\tunicode/数据ünïcødé.md"),
-        format!("{base} odd/plus+and&amp.txt"),
-        format!("{base} empty.bin"),
-        format!("{base}one-column.txt"),
-        format!("{base} missing.txt"),
-        format!("{base} big/large.bin"),
-    ];
-    let list = tempfile::tempdir().unwrap();
-    let list_path = list.path().join("http.list");
-    std::fs::write(&list_path, lines.map(|l| l + "\r\n").concat()).unwrap();
-
-    let dest = Sandbox::start();
-    let list_text = list_path.to_string_lossy().into_owned();
-    let overrides = [
-        ("srcType", "http"),
-        ("httpListFilePath", list_text.as_str()),
-        ("destPrefix", "into/http/"),
-    ];
-    let pkg = package("local", &dest, &overrides);
-    submit_and_start(&pkg);
-    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
-    assert!(
-        stat.contains("JobState:Failed\n") && stat.contains("FailedTasks:1\n"),
-        "{stat}"
-    );
-    assert_eq!(console(&pkg, &["stat"]).status.code(), Some(1));
-
-    let errors = error_lists(&pkg);
-    let mut errors: Vec<&str> = errors.lines().collect();
-    errors.sort();
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    let bad = format!("BAD_LIST_LINE\t{list_text}:8\t");
-    assert!(
-        errors[0].starts_with(&bad) && errors[0].contains("line 8: line has 1 column"),
-        "{errors:?}"
-    );
-    assert!(
-        errors[1].starts_with("FILE_NOT_FOUND\tmissing.txt\t"),
-        "{errors:?}"
-    );
-
-    let mut want = BTreeMap::new();
-    for (rel, bytes) in &on_disk[..7] {
-        want.insert(format!("into/http/{rel}"), bytes.clone());
-    }
-    assert_same(&dest.objects(), &want);
-
-    // The large file came in three Range GETs, one per part, and never whole.
-    let log = nginx.access_log();
-    let gets: Vec<&str> = log
-        .lines()
-        .filter(|l| l.starts_with("GET /files/big/large.bin "))
-        .collect();
-    let ranges: Vec<&str> = gets.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
-    let part = 5 * MIB;
-    let want_ranges = [
-        format!("bytes=0-{}", part - 1),
-        format!("bytes={part}-{}", 2 * part - 1),
-        format!("bytes={}-{}", 2 * part, LARGE - 1),
-    ];
-    let mut sorted = ranges.clone();
-    sorted.sort();
-    let mut want_ranges = want_ranges.to_vec();
-    want_ranges.sort();
-    assert_eq!(sorted, want_ranges, "GETs of the large file:\n{log}");
 }
 
 /// A wrong source secret is one job-level fault at start, not a failure per file.

@@ -335,7 +335,7 @@ impl Source for S3Source {
                     .version
                     .as_deref()
                     .map(|e| e.trim_matches('"').to_ascii_lowercase())
-                    .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
+                    .filter(|e| crate::payload::is_md5_hex(e));
                 Ok(Probe::Present(obj))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(Probe::Missing),

@@ -127,8 +127,7 @@ async fn transfer(
     // The body was read to exactly the listed length; a file that grew meanwhile was
     // changed while it was read.
     // Parts are separate reads: a store that ignored If-Match could mix versions across them.
-    let multipart = file.size > ctx.job.multipart_upload_threshold;
-    if (!pinned || multipart)
+    if (!pinned || in_parts(ctx, file))
         && let Ok(Probe::Present(now)) = ctx.source.probe(file).await
         && !file.same_as(&now)
     {
@@ -205,9 +204,7 @@ async fn upload(
             key: at.key,
             version: file.version.clone(),
         });
-    // OSS copies at most 1 GiB in one CopyObject; larger objects go by UploadPartCopy.
-    let copy_in_parts = from.is_some() && file.size > MAX_SINGLE_COPY;
-    if file.size > ctx.job.multipart_upload_threshold || copy_in_parts {
+    if in_parts(ctx, file) {
         let up = match multipart::upload(ctx, key, file, opts, from.as_ref()).await {
             Ok(up) => up,
             Err((_, msg)) if msg.contains(crate::source::http::RANGE_NOT_SUPPORTED) => {
@@ -242,6 +239,13 @@ async fn upload(
 
 /// Largest object copied by one CopyObject (OSS's documented limit; S3's is 5 GiB).
 const MAX_SINGLE_COPY: u64 = 1 << 30;
+
+/// True when the object goes up as a multipart upload: over the threshold, or, copied
+/// server-side, over what one CopyObject takes (then by UploadPartCopy).
+fn in_parts(ctx: &JobContext, file: &SourceObject) -> bool {
+    file.size > ctx.job.multipart_upload_threshold
+        || (ctx.server_copy && file.size > MAX_SINGLE_COPY)
+}
 
 /// Copies the object inside the store (source and destination are one store).
 async fn server_copy(
@@ -325,9 +329,7 @@ async fn explain_failure(
     };
     match cause {
         Some(cause) => {
-            if file.size > ctx.job.multipart_upload_threshold
-                || (ctx.server_copy && file.size > MAX_SINGLE_COPY)
-            {
+            if in_parts(ctx, file) {
                 multipart::abandon(ctx, key, file).await;
             }
             cause

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use crate::config::AuditMode;
 use crate::dest::{META_SRC_MTIME, ObjectMeta};
 use crate::key::content_type;
-use crate::payload::{ByteStream, Hashers};
+use crate::payload::{ByteStream, Hashers, is_md5_hex};
 use crate::source::SourceObject;
 use crate::task::record::reason;
 
@@ -138,7 +138,7 @@ async fn content(
         }
         // A single-part ETag is the MD5 of the content: a difference is final. A multipart
         // one also depends on part sizes we may not know, so the bytes decide.
-        if is_md5(theirs) {
+        if is_md5_hex(theirs) {
             return Err(mismatch(key, "the ETag (MD5)"));
         }
     }
@@ -151,11 +151,6 @@ fn mismatch(key: &str, what: &str) -> Failure {
         reason::CHECKSUM_NOT_MATCH,
         format!("{what} of `{key}` differs from the source's"),
     )
-}
-
-/// A plain MD5 hex digest (a single-part S3 ETag), not `<hex>-N`.
-fn is_md5(etag: &str) -> bool {
-    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// What the source itself reports about the content, compared with what the destination
@@ -179,7 +174,7 @@ fn source_says(
     // Only a hint: an encrypted (SSE-KMS) or appendable object has a 32-hex ETag that is not
     // its MD5, so a difference sends the audit to the bytes instead of failing it.
     if let Some(md5) = file.md5.as_deref().map(bare)
-        && is_md5(&dest)
+        && is_md5_hex(&dest)
         && md5 == dest
     {
         return Ok(Some("etag(source)"));

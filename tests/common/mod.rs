@@ -2,8 +2,12 @@
 //! built binary run the way a user runs it, and an S3 client to read the bucket back.
 #![allow(dead_code)]
 
+mod jobs;
 pub mod proxy;
 pub mod servers;
+
+#[allow(unused_imports)]
+pub use jobs::*;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -361,65 +365,6 @@ pub fn multipart_config(pkg: &mut Package) {
     pkg.set("multipartUploadPartSize", "5m");
 }
 
-/// Writes conf/local_job.cfg as one of the original's templates
-/// (tests/fixtures/conf/templates/<name>.job.cfg), comments and all, with the value of each
-/// `overrides` key replaced; every key must be in the template. `Package::set` would replace
-/// the file again.
-pub fn write_template(pkg: &Package, name: &str, overrides: &[(&str, &str)]) {
-    let text = template_text(name);
-    let mut left: Vec<&str> = overrides.iter().map(|(k, _)| *k).collect();
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.split_once('=').map(|(k, _)| k.trim());
-        match overrides.iter().find(|(k, _)| Some(*k) == key) {
-            Some((k, v)) if !line.starts_with('#') => {
-                left.retain(|l| l != k);
-                out.push_str(&format!("{k}={v}\n"));
-            }
-            _ => out.push_str(&format!("{line}\n")),
-        }
-    }
-    assert!(left.is_empty(), "{name}.job.cfg has no {left:?}");
-    std::fs::write(pkg.path("conf/local_job.cfg"), out).unwrap();
-}
-
-/// The value of `key` in template `name`, as written there.
-pub fn template_value(name: &str, key: &str) -> String {
-    let text = template_text(name);
-    let line = text
-        .lines()
-        .find(|l| l.split_once('=').is_some_and(|(k, _)| k == key));
-    let line = line.unwrap_or_else(|| panic!("{name}.job.cfg has no {key}"));
-    line.split_once('=').unwrap().1.trim().to_string()
-}
-
-fn template_text(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/conf/templates/{name}.job.cfg"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Installs console.sh and bin/ossimport (a link to the built binary) into the package.
-pub fn install_console(pkg: &Package) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(repo.join("console.sh"), pkg.path("console.sh")).unwrap();
-    std::fs::create_dir_all(pkg.path("bin")).unwrap();
-    std::os::unix::fs::symlink(BIN, pkg.path("bin/ossimport")).unwrap();
-}
-
-/// `bash console.sh <args>` in the package.
-pub fn console(pkg: &Package, args: &[&str]) -> Output {
-    let mut cmd = Command::new("bash");
-    cmd.arg("console.sh").args(args).current_dir(pkg.dir.path());
-    cmd.output().expect("console.sh runs")
-}
-
-/// Polls `console.sh stat` until it shows one of `states`; returns that stat text.
-pub fn console_wait(pkg: &Package, states: &[&str], timeout: Duration) -> String {
-    let stat = || String::from_utf8_lossy(&console(pkg, &["stat"]).stdout).into_owned();
-    poll_stat(stat, states, timeout)
-}
-
 /// Calls `stat` until its text shows one of `states` (`JobState:<state>`); returns that text.
 fn poll_stat(stat: impl Fn() -> String, states: &[&str], timeout: Duration) -> String {
     let started = Instant::now();
@@ -437,66 +382,4 @@ fn poll_stat(stat: impl Fn() -> String, states: &[&str], timeout: Duration) -> S
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// Puts each `(key, bytes)` into `bucket` with one PutObject.
-pub fn put_objects(client: &aws_sdk_s3::Client, bucket: &str, objects: &[(String, Vec<u8>)]) {
-    rt().block_on(async {
-        for (key, bytes) in objects {
-            let body = aws_sdk_s3::primitives::ByteStream::from(bytes.clone());
-            let put = client.put_object().bucket(bucket).key(key).body(body);
-            put.send()
-                .await
-                .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-        }
-    })
-}
-
-/// The keys both maps hold, then the bytes of each, without printing megabytes on failure.
-pub fn assert_same(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
-    let keys = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(got), keys(want), "destination keys");
-    for (key, bytes) in want {
-        let same = got[key] == *bytes;
-        assert!(
-            same,
-            "{key}: {} bytes differ from the source's {}",
-            got[key].len(),
-            bytes.len()
-        );
-    }
-}
-
-/// A destination sandbox and a package with console.sh whose job file is `template` with
-/// `overrides` and the destination's settings.
-pub fn package(template: &str, dest: &Sandbox, overrides: &[(&str, &str)]) -> Package {
-    let pkg = Package::new(dest);
-    install_console(&pkg);
-    let mut all = overrides.to_vec();
-    for (key, value) in [
-        ("destDomain", dest.endpoint.as_str()),
-        ("destAccessKey", AK),
-        ("destSecretKey", SK),
-        ("destBucket", BUCKET),
-        ("multipartUploadThreshold", "5m"),
-        ("multipartUploadPartSize", "5m"),
-    ] {
-        if !all.iter().any(|(k, _)| *k == key) {
-            all.push((key, value));
-        }
-    }
-    write_template(&pkg, template, &all);
-    pkg
-}
-
-pub fn submit_and_start(pkg: &Package) {
-    let out = console(pkg, &["submit"]);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("submit job:local_test success!"),
-        "{}",
-        text(&out)
-    );
-    let out = console(pkg, &["start"]);
-    assert!(out.status.success(), "{}", text(&out));
 }
