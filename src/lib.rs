@@ -16,6 +16,7 @@
 //! - [`report`]: report.jsonl, the failed and skipped files of the job.
 //! - [`retry`]: failed tasks back to pending with only their failed files.
 //! - [`service`]: master, dispatcher, worker and tracker as tokio tasks in one process.
+//! - [`hooks`]: named pause/kill points for deterministic end-to-end tests (inert by default).
 //! - [`shutdown`]: how long-running commands learn to stop.
 //! - [`stat`]: the job's status as the `stat` command prints it.
 //! - [`commands`]: one module per console command.
@@ -27,6 +28,7 @@ pub mod commands;
 pub mod config;
 pub mod dest;
 pub mod error;
+pub mod hooks;
 pub mod key;
 pub mod master;
 pub mod payload;

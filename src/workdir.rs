@@ -247,6 +247,19 @@ pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs file-system work (fsyncs, renames, folder listings) on the blocking pool, so it never
+/// holds up the async threads that drive transfers, listings and `stop`.
+///
+/// # Errors
+/// The work's own error, or when the work panicked.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("background file work failed: {e}")))?
+}
+
 /// Makes a folder's entries (creations, renames) durable. A no-op where folders cannot be
 /// opened (Windows), whose renames are durable by other means.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -21,10 +21,12 @@ use super::{
 use crate::error::{Error, IoContext, Result};
 use crate::payload::{ByteStream, Reopen};
 use crate::task::record::reason::READ_ERROR;
+use crate::workdir::blocking;
 
 /// Bytes read from a file per chunk.
 const CHUNK: usize = 256 * 1024;
 
+#[derive(Clone)]
 pub struct LocalSource {
     root: PathBuf,
     allow_symlinks: bool,
@@ -115,6 +117,11 @@ impl LocalSource {
         });
         let mut batch = Vec::with_capacity(LIST_BATCH);
         for entry in iter {
+            // A stopped job closes the channel; the walk ends here rather than at the tree's
+            // end, which can be minutes away and would hold up the service's exit.
+            if out.is_closed() {
+                return;
+            }
             let item = match entry {
                 Ok(entry) if entry.file_type().is_dir() => continue,
                 Ok(entry) => {
@@ -168,16 +175,32 @@ impl Source for LocalSource {
     }
 
     async fn scan_units(&self, max_depth: u32) -> Result<Vec<ScanUnit>> {
-        let meta = fs::metadata(&self.root).ctx("cannot read srcPrefix folder", &self.root)?;
-        if !meta.is_dir() {
-            return Err(Error::Source(format!(
-                "srcPrefix `{}` is not a folder; set srcPrefix in conf/local_job.cfg to the folder to migrate",
-                self.root.display()
-            )));
-        }
-        let mut units = Vec::new();
-        self.collect_units(RelPath(Vec::new()), 0, max_depth.max(1), &mut units)?;
-        Ok(units)
+        let this = self.clone();
+        blocking(move || {
+            let meta = fs::metadata(&this.root).ctx("cannot read srcPrefix folder", &this.root)?;
+            if !meta.is_dir() {
+                return Err(Error::Source(format!(
+                    "srcPrefix `{}` is not a folder; set srcPrefix in conf/local_job.cfg to the folder to migrate",
+                    this.root.display()
+                )));
+            }
+            let mut units = Vec::new();
+            this.collect_units(RelPath(Vec::new()), 0, max_depth.max(1), &mut units)?;
+            Ok(units)
+        })
+        .await
+    }
+
+    async fn relist_unit(&self, entry: &SourceObject) -> Result<Option<ScanUnit>> {
+        let full = self.full_path(&entry.path);
+        let rel = entry.path.clone();
+        blocking(move || match fs::symlink_metadata(&full) {
+            Ok(meta) if meta.is_dir() => Ok(Some(ScanUnit::tree(rel, true))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read source folder", full, e)),
+        })
+        .await
     }
 
     async fn list(&self, unit: &ScanUnit, resume: Resume, out: Sender<ListBatch>) -> Result<()> {
@@ -193,20 +216,27 @@ impl Source for LocalSource {
     }
 
     async fn probe(&self, obj: &SourceObject) -> Result<Probe> {
-        let path = &obj.path;
-        let full = self.full_path(path);
-        match fs::metadata(&full) {
-            Ok(meta) => Ok(Probe::Present(self.stat(path, &meta))),
+        let path = obj.path.clone();
+        let full = self.full_path(&path);
+        let this = self.clone();
+        blocking(move || match fs::metadata(&full) {
+            // A folder is never sent as an object, whatever a task file says.
+            Ok(meta) if meta.is_dir() => Err(Error::Source(format!(
+                "`{}` is a folder, not a file",
+                full.display()
+            ))),
+            Ok(meta) => Ok(Probe::Present(this.stat(&path, &meta))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Probe::Missing),
             Err(e) => Err(Error::io("cannot read source file", full, e)),
-        }
+        })
+        .await
     }
 
     async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body> {
         let full = self.full_path(&obj.path);
         // Opening now turns a permission problem into a clear per-file error before any
         // request is made.
-        if let Err(e) = fs::File::open(&full) {
+        if let Err(e) = tokio::fs::File::open(&full).await {
             if e.kind() == io::ErrorKind::NotFound {
                 return Err(Error::Source(format!("`{}` {DELETED}", full.display())));
             }

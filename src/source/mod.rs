@@ -158,6 +158,15 @@ pub trait Source: Send + Sync {
         out: tokio::sync::mpsc::Sender<ListBatch>,
     ) -> Result<()>;
 
+    /// For an entry the listing could not read, which `retry` put back: the unit that lists it
+    /// again when it is a folder or prefix, or `None` when it is one object, sent again as is.
+    ///
+    /// # Errors
+    /// When the entry cannot be inspected.
+    async fn relist_unit(&self, _entry: &SourceObject) -> Result<Option<ScanUnit>> {
+        Ok(None)
+    }
+
     /// Looks at one object again (the worker does this right before sending it); `obj` is
     /// the object as listed.
     ///

@@ -1,4 +1,5 @@
-//! The worker: runs a dispatched task, `workerTaskThreadNum` files at once across all tasks.
+//! The worker: runs a dispatched task's files, `workerTaskThreadNum` at once across all tasks,
+//! and sends each result to the tracker.
 
 pub mod multipart;
 pub mod transfer;
@@ -6,20 +7,21 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::dest::Destination;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::payload::DigestSlot;
+use crate::relpath::RelPath;
 use crate::source::Source;
-use crate::task::record::{FileRecord, Outcome, reason};
+use crate::task::record::reason;
 use crate::task::{TaskId, TaskSpec};
 use crate::throttle::RateLimiter;
-use crate::tracker::{self, TaskJournal, TaskOutcome};
-use crate::workdir::{TaskState, WorkDir};
+use crate::tracker::TrackerHandle;
+use crate::workdir::WorkDir;
 
 /// Opens a range of a file as a body paced by the bandwidth cap and, when checksums are
 /// wanted, hashed on the way; the slot receives the checksums once the body was sent.
@@ -81,28 +83,40 @@ impl JobContext {
     }
 }
 
-/// Runs a task to its end, resuming from its journal. Returns `None` when the service is
-/// stopping and the task was left resumable in `dispatched`.
+tokio::task_local! {
+    /// The task and file a transfer works for, so a multipart upload deep inside it can report
+    /// its finished parts without every function in between carrying them.
+    static PART_SINK: PartSink;
+}
+
+#[derive(Clone)]
+struct PartSink {
+    tracker: TrackerHandle,
+    id: TaskId,
+    path: RelPath,
+}
+
+/// Tells the tracker a part of the current file is on the server (for `stat` progress).
+pub(crate) async fn part_sent(bytes: u64) {
+    if let Ok(sink) = PART_SINK.try_with(Clone::clone) {
+        sink.tracker.part(sink.id, sink.path, bytes).await;
+    }
+}
+
+/// Runs the files of a task that have no durable result yet, `workerTaskThreadNum` files at
+/// once across all tasks, and sends each result to the tracker, then the task's end. When the
+/// job stops, files not started stay for the next start.
 ///
 /// # Errors
-/// When the task's files cannot be read or its state cannot be written.
-pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOutcome>> {
-    let job = ctx.job.job_name.clone();
-    let task_file = ctx
-        .workdir
-        .task_dir(&job, TaskState::Dispatched, &id.to_string())
-        .join("TASK");
-    let spec = Arc::new(TaskSpec::read(&task_file)?);
-    let journal_dir = ctx.workdir.worker_task_dir(&job, &id.to_string());
-    let journal = {
-        let spec = spec.clone();
-        blocking(move || TaskJournal::open(journal_dir, &spec)).await?
-    };
-    let done = journal.done_paths();
+/// When the tracker cannot open the task's journal.
+pub async fn run_task(
+    ctx: Arc<JobContext>,
+    tracker: &TrackerHandle,
+    id: TaskId,
+    spec: Arc<TaskSpec>,
+) -> Result<()> {
+    let done = tracker.open(id.clone(), spec.clone()).await?;
     tracing::info!(task = %id, files = spec.files.len(), already_done = done.len(), "task started");
-
-    let (tx, rx) = mpsc::channel::<FileRecord>(1024);
-    let writer = tokio::spawn(write_journal(journal, rx));
     let mut running = JoinSet::new();
     for (index, file) in spec.files.iter().enumerate() {
         if done.contains(&file.path) {
@@ -113,8 +127,13 @@ pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOut
             () = ctx.cancel.cancelled() => break,
             permit = ctx.file_permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
         };
-        let (ctx, tx, spec) = (ctx.clone(), tx.clone(), spec.clone());
-        running.spawn(async move {
+        let (ctx, spec) = (ctx.clone(), spec.clone());
+        let sink = PartSink {
+            tracker: tracker.clone(),
+            id: id.clone(),
+            path: file.path.clone(),
+        };
+        running.spawn(PART_SINK.scope(sink.clone(), async move {
             let file = &spec.files[index];
             let record = transfer::transfer_file(&ctx, file, spec.attempt).await;
             drop(permit);
@@ -127,88 +146,25 @@ pub async fn run_task(ctx: Arc<JobContext>, id: TaskId) -> Result<Option<TaskOut
                 ctx.abort(format!("{}: {}", record.path, record.detail));
                 return;
             }
-            let _ = tx.send(record).await;
-        });
+            sink.tracker.file(sink.id, record).await;
+        }));
     }
-    drop(tx);
     let mut unexpected = Vec::new();
     while let Some(joined) = running.join_next().await {
         if let Err(e) = joined {
             unexpected.push(e.to_string());
         }
     }
-    let mut journal = writer
-        .await
-        .map_err(|e| Error::Internal(format!("journal writer failed: {e}")))??;
-    if !unexpected.is_empty() {
+    let crashed = if unexpected.is_empty() {
+        None
+    } else {
         tracing::error!(task = %id, "unexpected errors: {}", unexpected.join("; "));
-        if ctx.cancel.is_cancelled() {
-            // Stopping: files without a record resume at the next start.
-            return Ok(None);
-        }
         if ctx.abort_on_unexpected {
             ctx.abort(unexpected.join("; "));
-            return Ok(None);
         }
-        // Files whose transfer crashed get a failure record, so the task can end.
-        let recorded = journal.done_paths();
-        let lost: Vec<FileRecord> = spec
-            .files
-            .iter()
-            .filter(|f| !recorded.contains(&f.path))
-            .map(|f| {
-                FileRecord::new(
-                    Outcome::Failed,
-                    "UNEXPECTED",
-                    f.size,
-                    f.path.clone(),
-                    unexpected.join("; "),
-                )
-            })
-            .collect();
-        journal = blocking(move || journal.append(lost).map(|()| journal)).await?;
-    }
-    if journal.records().len() < spec.files.len() {
-        tracing::info!(task = %id, "task interrupted; it resumes at the next start");
-        return Ok(None);
-    }
-    let workdir = ctx.workdir.clone();
-    let outcome = blocking(move || tracker::finish_task(&workdir, &job, &id, &journal)).await?;
-    Ok(Some(outcome))
-}
-
-/// Longest a finished file's result waits before it is made durable.
-const JOURNAL_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
-/// Most results in one journal segment.
-const JOURNAL_BATCH: usize = 1024;
-
-/// Group commit: everything that arrived while the previous segment was written goes into
-/// the next one, so a busy task writes few segments and a quiet one loses nothing.
-async fn write_journal(
-    mut journal: TaskJournal,
-    mut rx: mpsc::Receiver<FileRecord>,
-) -> Result<TaskJournal> {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        // Linger briefly so a busy task writes one segment per JOURNAL_LINGER instead of one
-        // per few files: each segment is a new file and two fsyncs, and creating files is what
-        // a small-file migration spends most kernel time on. Results waiting here count as
-        // in flight: after a crash those files are sent again.
-        let deadline = tokio::time::Instant::now() + JOURNAL_LINGER;
-        while batch.len() < JOURNAL_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(more)) => batch.push(more),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        journal = blocking(move || journal.append(batch).map(|()| journal)).await?;
-    }
-    Ok(journal)
-}
-
-/// Runs file-system work (fsync) off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("background file work failed: {e}")))?
+        // Stopping: files without a result resume at the next start.
+        (!ctx.cancel.is_cancelled()).then(|| unexpected.join("; "))
+    };
+    tracker.end(id, crashed).await;
+    Ok(())
 }

@@ -22,7 +22,7 @@ use crate::source::SourceObject;
 use super::verify::{Expected, hex, multipart_etag};
 use crate::task::escape::{escape, unescape};
 use crate::task::record::reason;
-use crate::workdir::write_atomic;
+use crate::workdir::{blocking, write_atomic};
 
 use super::{JobContext, open_body};
 
@@ -264,11 +264,11 @@ pub async fn upload(
                 },
                 digests,
             };
-            write_atomic(
-                &dir_ref.join(format!("part-{number:05}")),
-                part.to_text().as_bytes(),
-            )
-            .map_err(state_err)?;
+            let (path, text) = (dir_ref.join(format!("part-{number:05}")), part.to_text());
+            blocking(move || write_atomic(&path, text.as_bytes()))
+                .await
+                .map_err(state_err)?;
+            super::part_sent(len).await;
             Ok::<_, Failure>(part)
         })
         .buffer_unordered(ctx.job.upload_thread_num_per_large_file.max(1) as usize)

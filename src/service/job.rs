@@ -1,0 +1,221 @@
+//! One job's run: the destination and source checked, the earlier run's leftovers repaired,
+//! then master, dispatcher, task runners and tracker started on their channels and supervised
+//! until `stop` or an abort.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::dispatch::Dispatcher;
+use super::runner;
+use crate::config::{JobConfig, SysConfig};
+use crate::dest::Destination;
+use crate::dest::retry::RetryingDestination;
+use crate::dest::s3::{S3Destination, S3Settings};
+use crate::error::{Error, Result};
+use crate::master::Master;
+use crate::throttle::RateLimiter;
+use crate::tracker::Tracker;
+use crate::workdir::{WorkDir, blocking, write_atomic};
+use crate::worker::JobContext;
+
+/// How long `stop` lets in-flight files finish before leaving them to resume at next start.
+const DRAIN: Duration = Duration::from_secs(8);
+/// Tasks the master may have sent ahead of the dispatcher.
+const SPLIT_CHANNEL: usize = 16;
+/// File results in the tracker's channel before workers wait for it.
+const EVENT_CHANNEL: usize = 1024;
+
+pub(super) async fn run_job(
+    job: Arc<JobConfig>,
+    sys: &SysConfig,
+    workdir: &WorkDir,
+    service: &CancellationToken,
+) -> Result<()> {
+    // The job's own token: cancelled by `stop` (through the service's) or by a job abort.
+    let cancel = service.child_token();
+    let name = job.job_name.clone();
+    let abort_file = workdir.abort_file(&name);
+    let _ = std::fs::remove_file(&abort_file);
+    let abort = |message: String| {
+        let _ = write_atomic(&abort_file, message.as_bytes());
+        Error::Refused(format!("job {name} aborted: {message}"))
+    };
+    let Some(ctx) = open_job(&job, sys, workdir, &cancel)
+        .await
+        .map_err(|e| abort(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    let resume = {
+        let (workdir, name) = (workdir.clone(), name.clone());
+        blocking(move || {
+            workdir.create_job_layout(&name)?;
+            crate::retry::finish_staged(&workdir, &name)?;
+            crate::tracker::recover_finished(&workdir, &name)
+        })
+        .await?
+    };
+
+    let (split_tx, split_rx) = mpsc::channel(SPLIT_CHANNEL);
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+    let (rounds_tx, rounds_rx) = watch::channel(None);
+    let (work_tx, work_rx) = mpsc::channel(1);
+    let (tracker, tracker_handle) =
+        Tracker::new(workdir.clone(), name.clone(), EVENT_CHANNEL, ended_tx);
+    let master = Arc::new(Master {
+        job: job.clone(),
+        source: ctx.source.clone(),
+        workdir: workdir.clone(),
+        cancel: cancel.clone(),
+        to_dispatcher: split_tx,
+    });
+    let dispatcher = Dispatcher {
+        workdir: workdir.clone(),
+        job: job.clone(),
+        cancel: cancel.clone(),
+        from_master: split_rx,
+        ended: ended_rx,
+        to_workers: work_tx,
+        rounds_done: rounds_tx,
+    };
+
+    let mut tracker_run = tokio::spawn(tracker.run());
+    let mut master_run = tokio::spawn(master.clone().run(rounds_rx));
+    let dispatcher_run = tokio::spawn(dispatcher.run(resume));
+    let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
+    let mut runners = tokio::task::JoinSet::new();
+    for _ in 0..task_runners(&job, sys) {
+        let lane = runner::Lane {
+            ctx: ctx.clone(),
+            master: master.clone(),
+            tracker: tracker_handle.clone(),
+            tasks: work_rx.clone(),
+        };
+        runners.spawn(lane.run());
+    }
+    drop(tracker_handle);
+
+    // Supervise: a failed master or tracker aborts the job; otherwise wait for `stop`.
+    let mut master_done = false;
+    let mut tracker_done = false;
+    let mut fault = loop {
+        tokio::select! {
+            () = cancel.cancelled() => break None,
+            listed = &mut master_run, if !master_done => {
+                master_done = true;
+                match listed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Some(format!("listing the source failed: {e}")),
+                    Err(e) => break Some(format!("the master failed: {e}")),
+                }
+            }
+            tracked = &mut tracker_run => {
+                tracker_done = true;
+                break Some(tracker_fault(tracked));
+            }
+        }
+    };
+    cancel.cancel();
+    master_run.abort();
+    let _ = dispatcher_run.await;
+    if tokio::time::timeout(DRAIN, async {
+        while runners.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("files still in flight after {DRAIN:?}; they resume at the next start");
+        runners.shutdown().await;
+    }
+    let unexpected = ctx.take_abort_reason();
+    drop((runners, master, ctx));
+    // Every handle is gone: the tracker writes what it holds and ends.
+    if !tracker_done {
+        match tracker_run.await {
+            Ok(Ok(())) => {}
+            other => fault = fault.or(Some(tracker_fault(other))),
+        }
+    }
+    let reason = fault.or_else(|| {
+        unexpected.map(|r| {
+            format!(
+                "an unexpected error stopped the job (workerAbortWhenUncatchedException=true): {r}"
+            )
+        })
+    });
+    match reason {
+        Some(reason) => Err(abort(reason)),
+        None => Ok(()),
+    }
+}
+
+fn tracker_fault(tracked: std::result::Result<Result<()>, tokio::task::JoinError>) -> String {
+    match tracked {
+        Ok(Ok(())) => "the tracker stopped early".into(),
+        Ok(Err(e)) => format!("results cannot be recorded: {e}"),
+        Err(e) => format!("the tracker failed: {e}"),
+    }
+}
+
+/// Opens and checks the destination and the source; `None` when stopped meanwhile.
+async fn open_job(
+    job: &Arc<JobConfig>,
+    sys: &SysConfig,
+    workdir: &WorkDir,
+    cancel: &CancellationToken,
+) -> std::result::Result<Option<Arc<JobContext>>, String> {
+    let s3 = S3Destination::new(&S3Settings {
+        endpoint: &job.dest_domain,
+        bucket: &job.dest_bucket,
+        access_key: job.dest_access_key.expose(),
+        secret_key: job.dest_secret_key.expose(),
+    });
+    let dest: Arc<dyn Destination> =
+        Arc::new(RetryingDestination::new(s3, crate::backoff::REQUEST_TRIES));
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(None),
+        checked = dest.check_access() => checked.map_err(|e| e.message)?,
+    }
+    let source = crate::source::open_source(job).map_err(|e| e.to_string())?;
+    // A wrong source key or a missing source bucket is one reason for the job, not one
+    // failure per file.
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(None),
+        checked = source.check() => checked.map_err(|e| e.to_string())?,
+    }
+    let ctx = Arc::new(JobContext {
+        job: job.clone(),
+        source: source.into(),
+        dest,
+        workdir: workdir.clone(),
+        file_permits: Arc::new(Semaphore::new(sys.worker_task_thread_num.max(1) as usize)),
+        cancel: cancel.clone(),
+        abort_on_unexpected: sys.worker_abort_when_uncatched_exception,
+        limiter: RateLimiter::from_kbps(sys.worker_max_throughput_kbps).map(Arc::new),
+        record_md5: sys.worker_record_md5,
+        need_digests: sys.worker_record_md5
+            || (job.is_audit_after_import && job.audit_mode == crate::config::AuditMode::Detailed),
+        server_copy: crate::source::same_store(job),
+        abort_reason: std::sync::Mutex::new(None),
+    });
+    if ctx.server_copy {
+        tracing::info!(
+            "the source is the destination's own store (same endpoint and keys): objects are \
+             copied server-side, their bytes do not pass through this machine"
+        );
+    }
+    Ok(Some(ctx))
+}
+
+/// Enough concurrent tasks to keep `workerTaskThreadNum` files in flight when tasks are
+/// small, and only two when tasks are large (each holds its file list in memory).
+fn task_runners(job: &JobConfig, sys: &SysConfig) -> usize {
+    let threads = u64::from(sys.worker_task_thread_num.max(1));
+    let per_task = job.task_object_count_limit.max(1);
+    (threads * 2).div_ceil(per_task).clamp(2, threads.max(2)) as usize
+}

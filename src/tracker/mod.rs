@@ -1,0 +1,296 @@
+//! The tracker: one tokio task that receives every file result from the workers over a bounded
+//! channel, journals them (group commit), keeps each running task's PROGRESS, and when a task
+//! ends writes its audit.log, error.list, STATUS and DONE and moves the folder to
+//! succeed_tasks/failed_tasks. It alone moves finished tasks; the dispatcher hears of each end.
+
+mod finish;
+mod journal;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use finish::{PREVIOUS_AUDIT, TaskOutcome, recover_finished};
+pub use journal::TaskJournal;
+
+use crate::error::{Error, Result};
+use crate::relpath::RelPath;
+use crate::task::record::{FileRecord, Outcome};
+use crate::task::{TaskId, TaskSpec};
+use crate::workdir::{WorkDir, blocking};
+
+/// Longest a finished file's result waits before it is made durable. Results waiting count as
+/// in flight: after a crash those files are sent again.
+const JOURNAL_LINGER: Duration = Duration::from_millis(100);
+/// Most results in one journal segment.
+const JOURNAL_BATCH: usize = 1024;
+/// How often the PROGRESS of a large file's finished parts is written.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// What the workers tell the tracker.
+pub enum Event {
+    /// A task starts or resumes; the reply holds the files that already have a durable result.
+    Open {
+        id: TaskId,
+        spec: Arc<TaskSpec>,
+        reply: oneshot::Sender<Result<HashSet<RelPath>>>,
+    },
+    /// One file's result.
+    File { id: TaskId, record: FileRecord },
+    /// A finished part of a large file still in flight.
+    Part {
+        id: TaskId,
+        path: RelPath,
+        bytes: u64,
+    },
+    /// The worker started every file it will: all of them, or fewer when the job stops.
+    /// `crashed` says why some transfers ended without a result, if any did.
+    End { id: TaskId, crashed: Option<String> },
+}
+
+/// What the tracker tells the dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Moved to succeed_tasks or failed_tasks.
+    Finished(TaskId, TaskOutcome),
+    /// Left in dispatched with files still to do; the next start resumes it.
+    Interrupted(TaskId),
+}
+
+/// The workers' side of the tracker's channel.
+#[derive(Clone)]
+pub struct TrackerHandle {
+    tx: mpsc::Sender<Event>,
+}
+
+fn gone() -> Error {
+    Error::Internal("the tracker stopped".into())
+}
+
+impl TrackerHandle {
+    /// # Errors
+    /// When the task's journal cannot be read or the tracker stopped.
+    pub async fn open(&self, id: TaskId, spec: Arc<TaskSpec>) -> Result<HashSet<RelPath>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Event::Open { id, spec, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    pub async fn file(&self, id: TaskId, record: FileRecord) {
+        let _ = self.tx.send(Event::File { id, record }).await;
+    }
+
+    pub async fn part(&self, id: TaskId, path: RelPath, bytes: u64) {
+        let _ = self.tx.send(Event::Part { id, path, bytes }).await;
+    }
+
+    pub async fn end(&self, id: TaskId, crashed: Option<String>) {
+        let _ = self.tx.send(Event::End { id, crashed }).await;
+    }
+}
+
+/// A running task as the tracker sees it.
+struct Running {
+    spec: Arc<TaskSpec>,
+    /// None while its journal is being written on the blocking pool.
+    journal: Option<TaskJournal>,
+    batch: Vec<FileRecord>,
+    /// Bytes of finished parts of files still in flight.
+    parts: HashMap<RelPath, u64>,
+    progress_stale: bool,
+}
+
+pub struct Tracker {
+    workdir: WorkDir,
+    job: String,
+    events: mpsc::Receiver<Event>,
+    ended: mpsc::UnboundedSender<Ended>,
+    running: HashMap<TaskId, Running>,
+    /// When the buffered results (or part progress) must be written at the latest.
+    flush_at: Option<Instant>,
+}
+
+impl Tracker {
+    /// The tracker and the handle workers send through; its channel holds `capacity` events.
+    pub fn new(
+        workdir: WorkDir,
+        job: String,
+        capacity: usize,
+        ended: mpsc::UnboundedSender<Ended>,
+    ) -> (Tracker, TrackerHandle) {
+        let (tx, events) = mpsc::channel(capacity);
+        let tracker = Tracker {
+            workdir,
+            job,
+            events,
+            ended,
+            running: HashMap::new(),
+            flush_at: None,
+        };
+        (tracker, TrackerHandle { tx })
+    }
+
+    /// Runs until every handle is dropped, then makes what it holds durable.
+    ///
+    /// # Errors
+    /// When a journal or a task folder cannot be written: results would be lost, so the job
+    /// must stop.
+    pub async fn run(mut self) -> Result<()> {
+        loop {
+            let event = match self.flush_at {
+                Some(at) => tokio::select! {
+                    event = self.events.recv() => event,
+                    () = tokio::time::sleep_until(at) => {
+                        self.flush().await?;
+                        continue;
+                    }
+                },
+                None => self.events.recv().await,
+            };
+            let Some(event) = event else { break };
+            self.handle(event).await?;
+        }
+        self.flush().await
+    }
+
+    async fn handle(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Open { id, spec, reply } => {
+                let dir = self.workdir.worker_task_dir(&self.job, &id.to_string());
+                let opened = {
+                    let spec = spec.clone();
+                    blocking(move || TaskJournal::open(dir, &spec)).await
+                };
+                match opened {
+                    Ok(journal) => {
+                        let _ = reply.send(Ok(journal.done_paths()));
+                        self.running.insert(
+                            id,
+                            Running {
+                                spec,
+                                journal: Some(journal),
+                                batch: Vec::new(),
+                                parts: HashMap::new(),
+                                progress_stale: false,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Event::File { id, record } => {
+                if let Some(task) = self.running.get_mut(&id) {
+                    task.parts.remove(&record.path);
+                    task.batch.push(record);
+                    let full = task.batch.len() >= JOURNAL_BATCH;
+                    self.flush_within(if full { Duration::ZERO } else { JOURNAL_LINGER });
+                }
+            }
+            Event::Part { id, path, bytes } => {
+                if let Some(task) = self.running.get_mut(&id) {
+                    *task.parts.entry(path).or_default() += bytes;
+                    task.progress_stale = true;
+                    self.flush_within(PROGRESS_EVERY);
+                }
+            }
+            Event::End { id, crashed } => self.end(id, crashed).await?,
+        }
+        Ok(())
+    }
+
+    fn flush_within(&mut self, wait: Duration) {
+        let at = Instant::now() + wait;
+        self.flush_at = Some(self.flush_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Writes every buffered result (one segment per task) and the stale PROGRESS files, in
+    /// one trip to the blocking pool.
+    async fn flush(&mut self) -> Result<()> {
+        self.flush_at = None;
+        let mut work = Vec::new();
+        for (id, task) in &mut self.running {
+            if task.batch.is_empty() && !task.progress_stale {
+                continue;
+            }
+            let Some(journal) = task.journal.take() else {
+                continue;
+            };
+            let in_flight: u64 = task.parts.values().sum();
+            work.push((
+                id.clone(),
+                journal,
+                std::mem::take(&mut task.batch),
+                in_flight,
+            ));
+            task.progress_stale = false;
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        let done = blocking(move || {
+            let mut done = Vec::with_capacity(work.len());
+            for (id, mut journal, batch, in_flight) in work {
+                journal.append(batch)?;
+                journal.write_progress(in_flight)?;
+                done.push((id, journal));
+            }
+            Ok(done)
+        })
+        .await?;
+        for (id, journal) in done {
+            if let Some(task) = self.running.get_mut(&id) {
+                task.journal = Some(journal);
+            }
+        }
+        Ok(())
+    }
+
+    async fn end(&mut self, id: TaskId, crashed: Option<String>) -> Result<()> {
+        self.flush().await?;
+        let Some(task) = self.running.remove(&id) else {
+            return Ok(());
+        };
+        let Some(mut journal) = task.journal else {
+            return Err(Error::Internal(format!("task {id}: journal lost")));
+        };
+        if let Some(why) = crashed {
+            // Files whose transfer crashed get a failure record, so the task can end.
+            let recorded = journal.done_paths();
+            let lost: Vec<FileRecord> = task
+                .spec
+                .files
+                .iter()
+                .filter(|f| !recorded.contains(&f.path))
+                .map(|f| {
+                    FileRecord::new(
+                        Outcome::Failed,
+                        "UNEXPECTED",
+                        f.size,
+                        f.path.clone(),
+                        why.clone(),
+                    )
+                })
+                .collect();
+            journal = blocking(move || journal.append(lost).map(|()| journal)).await?;
+        }
+        if journal.records().len() < task.spec.files.len() {
+            tracing::info!(task = %id, "task interrupted; it resumes at the next start");
+            let _ = self.ended.send(Ended::Interrupted(id));
+            return Ok(());
+        }
+        let (workdir, job, task_id) = (self.workdir.clone(), self.job.clone(), id.clone());
+        let outcome =
+            blocking(move || finish::finish_task(&workdir, &job, &task_id, &journal)).await?;
+        tracing::info!(task = %id, ok = outcome.ok, skipped = outcome.skipped, failed = outcome.failed, "task finished");
+        let _ = self.ended.send(Ended::Finished(id, outcome));
+        Ok(())
+    }
+}
