@@ -10,9 +10,6 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{JobConfig, SysConfig};
-use crate::dest::Destination;
-use crate::dest::retry::RetryingDestination;
-use crate::dest::s3::{S3Destination, S3Settings};
 use crate::error::{Error, Result};
 use crate::master::Master;
 use crate::task::TaskId;
@@ -81,11 +78,20 @@ fn find_job(conf_dir: &Path, workdir: &WorkDir) -> Result<Option<JobConfig>> {
     let conf = JobConfig::load(&conf_dir.join("local_job.cfg"))?.config;
     let name = conf.job_name.clone();
     let queued = workdir.queued_job_file(&name);
-    let settings_file = workdir.job_config_file(&name);
     if queued.exists() {
         workdir.create_job_layout(&name)?;
-        rename_durable(&queued, &settings_file)?;
+        rename_durable(&queued, &workdir.job_config_file(&name))?;
     }
+    submitted_job(conf, workdir)
+}
+
+/// The settings the job `conf` names was submitted with (master/jobs/<job>/job.toml), with
+/// the credentials of `conf` (or the environment); `None` when it has not been picked up.
+///
+/// # Errors
+/// When job.toml cannot be read or parsed.
+pub fn submitted_job(conf: JobConfig, workdir: &WorkDir) -> Result<Option<JobConfig>> {
+    let settings_file = workdir.job_config_file(&conf.job_name);
     if !settings_file.exists() {
         return Ok(None);
     }
@@ -118,14 +124,7 @@ async fn run_job(
         let _ = write_atomic(&abort_file, message.as_bytes());
         Error::Refused(format!("job {name} aborted: {message}"))
     };
-    let s3 = S3Destination::new(&S3Settings {
-        endpoint: &job.dest_domain,
-        bucket: &job.dest_bucket,
-        access_key: job.dest_access_key.expose(),
-        secret_key: job.dest_secret_key.expose(),
-    });
-    let dest: Arc<dyn Destination> =
-        Arc::new(RetryingDestination::new(s3, crate::backoff::REQUEST_TRIES));
+    let dest = crate::dest::open(&job, crate::backoff::REQUEST_TRIES);
     tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(()),
