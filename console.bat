@@ -24,25 +24,39 @@ if "!WORD!"=="sandbox" goto find_binary
 if defined ARG2 goto extra_args
 
 :find_binary
-rem Packaged release first, then a source checkout (honouring CARGO_TARGET_DIR),
-rem then build it on first use when this is a source checkout.
+rem A packaged bin\ossimport.exe is used as is. In a source checkout with cargo,
+rem cargo build --release runs first, so sources newer than the binary (after a
+rem git pull) are never run stale; quiet, and a no-op when nothing changed.
+rem Without cargo, or with OSSIMPORT_NO_BUILD=1 (import.bat sets it once it has
+rem built), the binary built earlier is used. CARGO_TARGET_DIR is honoured.
 set "BIN="
 set "TDIR=target"
 if defined CARGO_TARGET_DIR set "TDIR=!CARGO_TARGET_DIR!"
 if exist "bin\ossimport.exe" set "BIN=bin\ossimport.exe"
 if defined BIN goto run
-if exist "!TDIR!\release\ossimport.exe" set "BIN=!TDIR!\release\ossimport.exe"
-if defined BIN goto run
-if not exist "Cargo.toml" goto not_found
+if not exist "Cargo.toml" goto use_built
+if defined OSSIMPORT_NO_BUILD goto use_built
 where cargo >nul 2>nul
-if errorlevel 1 goto no_cargo
+if errorlevel 1 goto use_built
+if exist "!TDIR!\release\ossimport.exe" goto rebuild
 >&2 echo Building ossimport (first run, this takes several minutes)...
 call cargo build --release 1>&2
 if errorlevel 1 goto build_failed
+goto built
+:rebuild
+call cargo build --release --quiet 1>&2
+if errorlevel 1 goto build_failed
+:built
 if exist "!TDIR!\release\ossimport.exe" set "BIN=!TDIR!\release\ossimport.exe"
 if defined BIN goto run
 >&2 echo Error: cargo build --release finished but !TDIR!\release\ossimport.exe is missing.
 exit /b 2
+
+:use_built
+if exist "!TDIR!\release\ossimport.exe" set "BIN=!TDIR!\release\ossimport.exe"
+if defined BIN goto run
+if not exist "Cargo.toml" goto not_found
+goto no_cargo
 
 :run
 "!BIN!" !WORD! !ARG2! !ARG3!

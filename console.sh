@@ -27,38 +27,64 @@ Usage: console.sh {submit|clean|start|stop|stat|retry|version}
 EOF
 }
 
-# Locate the ossimport binary: packaged release first, then a source checkout,
-# building it on first use. Prints the path; exits 2 when there is none.
+# Locate the ossimport binary and print its path; exit 2 when there is none.
+# A package's bin/ossimport is used as is. In a source checkout with cargo on PATH,
+# `cargo build --release` runs first, so sources newer than the binary (after a
+# git pull) are never run stale; when nothing changed it is a quiet no-op. Without
+# cargo, or with OSSIMPORT_NO_BUILD=1 (import.sh sets it once it has built), the
+# binary built earlier is used. CARGO_TARGET_DIR is honoured.
 find_binary() {
-    local target_dir="${CARGO_TARGET_DIR:-target}"
+    local built="${CARGO_TARGET_DIR:-target}/release/ossimport"
     if [ -x bin/ossimport ]; then
         printf '%s\n' "bin/ossimport"
         return 0
     fi
-    if [ -x "$target_dir/release/ossimport" ]; then
-        printf '%s\n' "$target_dir/release/ossimport"
+    if [ -f Cargo.toml ] && [ -z "${OSSIMPORT_NO_BUILD:-}" ] && command -v cargo >/dev/null 2>&1; then
+        build_release || exit 2
+        if [ -x "$built" ]; then
+            printf '%s\n' "$built"
+            return 0
+        fi
+        echo "Error: cargo build --release finished but $built is missing." >&2
+        exit 2
+    fi
+    if [ -x "$built" ]; then
+        printf '%s\n' "$built"
         return 0
     fi
     if [ -f Cargo.toml ]; then
-        if ! command -v cargo >/dev/null 2>&1; then
-            echo "Error: ossimport binary not found and cargo is not installed to build it" >&2
-            echo "       (install Rust from https://rustup.rs, or use a packaged release with bin/ossimport)." >&2
-            exit 2
-        fi
-        echo "Building ossimport (first run, this takes several minutes)..." >&2
-        if ! cargo build --release >&2; then
-            echo "Error: building ossimport failed (cargo build --release); see the messages above." >&2
-            exit 2
-        fi
-        if [ -x "$target_dir/release/ossimport" ]; then
-            printf '%s\n' "$target_dir/release/ossimport"
-            return 0
-        fi
-        echo "Error: cargo build --release finished but $target_dir/release/ossimport is missing." >&2
+        echo "Error: ossimport binary not found and cargo is not installed to build it" >&2
+        echo "       (install Rust from https://rustup.rs, or use a packaged release with bin/ossimport)." >&2
         exit 2
     fi
     echo "Error: ossimport binary not found: expected bin/ossimport or target/release/ossimport" >&2
     exit 2
+}
+
+# cargo build --release, quietly: "Building ossimport..." is said only once cargo
+# starts compiling (a fresh build says nothing), and cargo's own messages are
+# shown only when the build fails.
+build_release() {
+    local out rc
+    out="$(
+        cargo build --release --color never 2>&1 | {
+            announced=""
+            while IFS= read -r line; do
+                if [ -z "$announced" ] && [[ $line =~ ^[[:space:]]*Compiling[[:space:]] ]]; then
+                    echo "Building ossimport (cargo build --release; a first build takes several minutes)..." >&2
+                    announced=1
+                fi
+                printf '%s\n' "$line"
+            done
+        }
+        exit "${PIPESTATUS[0]}"
+    )"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        printf '%s\n' "$out" >&2
+        echo "Error: building ossimport failed (cargo build --release); see the messages above." >&2
+        return 1
+    fi
 }
 
 if [ "$#" -lt 1 ]; then

@@ -33,9 +33,11 @@ if defined BAD echo [import] OSSIMPORT_STAT_INTERVAL=!INTERVAL! is not a whole n
 if defined BAD set "INTERVAL=10"
 if !INTERVAL! LSS 1 set "INTERVAL=1"
 
-rem 0. Find (or build, in a source checkout) the binary once, up front.
+rem 0. Find (or build, in a source checkout) the binary once, up front; the later
+rem    console.bat calls use it without asking cargo again.
 call console.bat version
 if errorlevel 1 goto no_binary
+set "OSSIMPORT_NO_BUILD=1"
 
 rem 1. Local sandbox destination (does nothing unless destDomain is a loopback
 rem    http endpoint with nothing listening).

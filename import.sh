@@ -61,11 +61,13 @@ case "$interval" in
         ;;
 esac
 
-# 0. Find (or build, in a source checkout) the binary once, up front.
+# 0. Find (or build, in a source checkout) the binary once, up front; the later
+#    console.sh calls use it without asking cargo again.
 if ! console version; then
     log "ossimport is not available; see the message above."
     exit 2
 fi
+export OSSIMPORT_NO_BUILD=1
 
 # 1. Local sandbox destination (does nothing unless destDomain is a loopback
 #    http endpoint with nothing listening).

@@ -153,3 +153,138 @@ fn quick_start_migrates_the_bundled_sample_with_the_shipped_config() {
     assert!(expected.len() >= 5, "{} sample files", expected.len());
     assert_eq!(objects, expected);
 }
+
+/// A source checkout for console.sh: the script, a Cargo.toml, a binary built earlier at
+/// `$CARGO_TARGET_DIR/release/ossimport` that says "old binary", and a `tools/` folder to be
+/// the whole PATH: the few programs console.sh needs, plus with `cargo` a fake cargo that
+/// logs its arguments to cargo.log and, when FAKE_CARGO_COMPILES is set, "compiles" a binary
+/// that says "new binary" (a real release build takes many minutes). Without a fake cargo
+/// the PATH holds no cargo at all.
+struct Checkout {
+    dir: tempfile::TempDir,
+}
+
+impl Checkout {
+    fn new(cargo: bool) -> Checkout {
+        let checkout = Checkout {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let root = checkout.dir.path();
+        std::fs::copy(Path::new(REPO).join("console.sh"), root.join("console.sh")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[package]\nname = \"ossimport\"\n").unwrap();
+        checkout.script("tgt/release/ossimport", "echo \"old binary $*\"");
+        let tools = root.join("tools");
+        std::fs::create_dir_all(&tools).unwrap();
+        for tool in ["bash", "dirname", "tr", "cat", "mkdir", "chmod"] {
+            let found = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+                .map(|d| d.join(tool))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| panic!("{tool} is not on PATH"));
+            std::os::unix::fs::symlink(found, tools.join(tool)).unwrap();
+        }
+        if cargo {
+            checkout.script(
+                "tools/cargo",
+                r#"echo "$*" >> "$FAKE_CARGO_LOG"
+if [ -n "${FAKE_CARGO_FAILS:-}" ]; then
+    echo "error[E0425]: cannot find value in this scope" >&2
+    exit 101
+fi
+if [ -n "${FAKE_CARGO_COMPILES:-}" ]; then
+    echo "   Compiling ossimport v0.1.0 (/checkout)" >&2
+    printf '#!/bin/sh\necho "new binary $*"\n' > "$CARGO_TARGET_DIR/release/ossimport"
+fi
+echo "    Finished \`release\` profile [optimized] target(s) in 0.02s" >&2"#,
+            );
+        }
+        checkout
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes an executable shell script at `rel`.
+    fn script(&self, rel: &str, body: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// `console.sh version` with `env` added; returns the output and what cargo was asked.
+    fn version(&self, env: &[(&str, &str)]) -> (std::process::Output, String) {
+        let log = self.path("cargo.log");
+        let _ = std::fs::remove_file(&log);
+        let out = Command::new(self.path("tools/bash"))
+            .args(["console.sh", "version"])
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", self.path("tools"))
+            .env("CARGO_TARGET_DIR", self.path("tgt"))
+            .env("FAKE_CARGO_LOG", &log)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// After a `git pull` the binary is older than the sources: console.sh must build first.
+#[test]
+fn console_sh_in_a_source_checkout_builds_before_it_runs_the_binary() {
+    let checkout = Checkout::new(true);
+    let (out, asked) = checkout.version(&[("FAKE_CARGO_COMPILES", "1")]);
+    assert_eq!(asked, "build --release --color never\n", "{}", text(&out));
+    assert_eq!(stdout(&out), "new binary version\n", "{}", text(&out));
+    assert!(text(&out).contains("Building ossimport"), "{}", text(&out));
+
+    // Nothing to compile: cargo is still asked, and says nothing.
+    let (out, asked) = checkout.version(&[]);
+    assert_eq!(asked, "build --release --color never\n");
+    assert_eq!(stdout(&out), "new binary version\n", "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "a fresh build is quiet"
+    );
+
+    // A failed build is reported with cargo's messages; the old binary is not run.
+    let (out, _) = checkout.version(&[("FAKE_CARGO_FAILS", "1")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(stdout(&out), "");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("error[E0425]"), "{said}");
+    assert!(said.contains("building ossimport failed"), "{said}");
+
+    // import.sh has built once already.
+    let (out, asked) = checkout.version(&[("OSSIMPORT_NO_BUILD", "1")]);
+    assert_eq!(asked, "");
+    assert_eq!(stdout(&out), "new binary version\n", "{}", text(&out));
+}
+
+#[test]
+fn console_sh_runs_a_packaged_binary_as_is_and_a_built_one_without_cargo() {
+    let checkout = Checkout::new(true);
+    checkout.script("bin/ossimport", "echo \"packaged binary $*\"");
+    let (out, asked) = checkout.version(&[("FAKE_CARGO_COMPILES", "1")]);
+    assert_eq!(asked, "", "cargo is not asked for a package");
+    assert_eq!(stdout(&out), "packaged binary version\n", "{}", text(&out));
+
+    let checkout = Checkout::new(false);
+    let (out, _) = checkout.version(&[]);
+    assert_eq!(stdout(&out), "old binary version\n", "{}", text(&out));
+    std::fs::remove_file(checkout.path("tgt/release/ossimport")).unwrap();
+    let (out, _) = checkout.version(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("cargo is not installed"),
+        "{}",
+        text(&out)
+    );
+}

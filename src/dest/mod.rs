@@ -5,9 +5,11 @@ pub mod retry;
 pub mod s3;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::JobConfig;
 use crate::payload::Body;
 
 /// User metadata key holding the source file's mtime (unix seconds), so skip-existing and
@@ -55,6 +57,13 @@ pub struct PartInfo {
     pub number: i32,
     pub etag: String,
     pub size: u64,
+}
+
+/// A multipart upload the store holds open: started, neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub key: String,
+    pub upload_id: String,
 }
 
 /// A destination failure.
@@ -141,6 +150,24 @@ pub trait Destination: Send + Sync {
         len: u64,
     ) -> DestResult<String>;
 
-    /// Abandons a multipart upload so its parts stop costing storage.
+    /// Abandons a multipart upload so its parts stop costing storage. An upload that no
+    /// longer exists is not an error: what the caller wanted is already true.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> DestResult<()>;
+
+    /// The multipart uploads in progress whose keys start with `key_prefix`, or `None` when
+    /// the store does not offer this listing (s3s-fs answers 501).
+    async fn list_multipart_uploads(&self, key_prefix: &str)
+    -> DestResult<Option<Vec<OpenUpload>>>;
+}
+
+/// The job's destination (destDomain, destBucket, its keys), each request tried up to
+/// `tries` times on transient failures.
+pub fn open(job: &JobConfig, tries: usize) -> Arc<dyn Destination> {
+    let s3 = s3::S3Destination::new(&s3::S3Settings {
+        endpoint: &job.dest_domain,
+        bucket: &job.dest_bucket,
+        access_key: job.dest_access_key.expose(),
+        secret_key: job.dest_secret_key.expose(),
+    });
+    Arc::new(retry::RetryingDestination::new(s3, tries))
 }

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 
-use super::{CopySource, DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions};
+use super::{
+    CopySource, DestError, DestResult, Destination, ObjectMeta, OpenUpload, PartInfo, PutOptions,
+};
 use crate::payload::Body;
 
 pub struct RetryingDestination<D> {
@@ -124,6 +126,16 @@ impl<D: Destination> Destination for RetryingDestination<D> {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> DestResult<()> {
         self.run("AbortMultipartUpload", || {
             self.inner.abort_multipart(key, upload_id)
+        })
+        .await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        key_prefix: &str,
+    ) -> DestResult<Option<Vec<OpenUpload>>> {
+        self.run("ListMultipartUploads", || {
+            self.inner.list_multipart_uploads(key_prefix)
         })
         .await
     }

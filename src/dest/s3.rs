@@ -1,5 +1,7 @@
 //! OSS (or any S3-compatible store) through aws-sdk-s3, with the settings OSS needs.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -10,7 +12,8 @@ use aws_sdk_s3::types::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{
-    ByteChunks, CopySource, DestError, DestResult, Destination, ObjectMeta, PartInfo, PutOptions,
+    ByteChunks, CopySource, DestError, DestResult, Destination, ObjectMeta, OpenUpload, PartInfo,
+    PutOptions,
 };
 use crate::payload::Body;
 use crate::s3client::{CaptureHeader, ClientSettings, build_client, describe};
@@ -29,7 +32,17 @@ pub struct S3Destination {
     bucket: String,
     /// Scrubbed from every error message: a server may echo the key id back.
     secrets: [String; 2],
+    /// Whether the store lists multipart uploads ([`LISTING_UNKNOWN`], [`LISTING_OFFERED`],
+    /// [`LISTING_MISSING`]): a store without it is asked once per run, not once per file.
+    upload_listing: AtomicU8,
+    /// Held by the first listings while the answer is unknown, so that files starting at
+    /// once do not all ask.
+    first_listing: tokio::sync::Mutex<()>,
 }
+
+const LISTING_UNKNOWN: u8 = 0;
+const LISTING_OFFERED: u8 = 1;
+const LISTING_MISSING: u8 = 2;
 
 /// The connection settings of a destination; secrets stay inside.
 pub struct S3Settings<'a> {
@@ -55,6 +68,8 @@ impl S3Destination {
             client,
             bucket: s.bucket.to_string(),
             secrets: [s.access_key.to_string(), s.secret_key.to_string()],
+            upload_listing: AtomicU8::new(LISTING_UNKNOWN),
+            first_listing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -83,6 +98,21 @@ fn copy_source(bucket: &str, key: &str) -> String {
 
 fn user_metadata(opts: &PutOptions) -> Option<std::collections::HashMap<String, String>> {
     (!opts.metadata.is_empty()).then(|| opts.metadata.clone().into_iter().collect())
+}
+
+/// The server does not offer the operation at all (s3s-fs: 501 NotImplemented).
+fn not_implemented<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::ServiceError(se) => {
+            se.raw().status().as_u16() == 501 || se.err().code() == Some("NotImplemented")
+        }
+        _ => false,
+    }
+}
+
+/// The upload is gone (completed or aborted already).
+fn no_such_upload<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload")
 }
 
 fn etag(e: Option<&str>) -> String {
@@ -271,9 +301,7 @@ impl Destination for S3Destination {
                 .await
             {
                 Ok(out) => out,
-                Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload") => {
-                    return Ok(None);
-                }
+                Err(e) if no_such_upload(&e) => return Ok(None),
                 Err(e) => return Err(self.err("ListParts", key, e)),
             };
             parts.extend(out.parts().iter().map(|p| PartInfo {
@@ -374,14 +402,89 @@ impl Destination for S3Destination {
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> DestResult<()> {
-        self.client
+        match self
+            .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| self.err("AbortMultipartUpload", key, e))
+        {
+            // Also what a retried abort whose first answer was lost sees.
+            Err(e) if no_such_upload(&e) => Ok(()),
+            Err(e) => Err(self.err("AbortMultipartUpload", key, e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        key_prefix: &str,
+    ) -> DestResult<Option<Vec<OpenUpload>>> {
+        let _first = match self.upload_listing.load(Ordering::Acquire) {
+            LISTING_MISSING => return Ok(None),
+            LISTING_OFFERED => None,
+            _ => Some(self.first_listing.lock().await),
+        };
+        if self.upload_listing.load(Ordering::Acquire) == LISTING_MISSING {
+            return Ok(None);
+        }
+        let listed = self.list_uploads(key_prefix).await;
+        match &listed {
+            Ok(Some(_)) => self
+                .upload_listing
+                .store(LISTING_OFFERED, Ordering::Release),
+            Ok(None) => {
+                self.upload_listing
+                    .store(LISTING_MISSING, Ordering::Release);
+                tracing::info!(
+                    "the destination does not list multipart uploads; uploads left behind by a \
+                     crash cannot be looked for there"
+                );
+            }
+            // Unknown still: the next file asks again.
+            Err(_) => {}
+        }
+        listed
+    }
+}
+
+impl S3Destination {
+    /// Every page of ListMultipartUploads for `key_prefix`; `None` when the store answers
+    /// that it does not offer the operation.
+    async fn list_uploads(&self, key_prefix: &str) -> DestResult<Option<Vec<OpenUpload>>> {
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let page = match self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(key_prefix)
+                .set_key_marker(key_marker)
+                .set_upload_id_marker(id_marker)
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(e) if not_implemented(&e) => return Ok(None),
+                Err(e) => return Err(self.err("ListMultipartUploads", key_prefix, e)),
+            };
+            uploads.extend(page.uploads().iter().filter_map(|u| {
+                Some(OpenUpload {
+                    key: u.key()?.to_string(),
+                    upload_id: u.upload_id()?.to_string(),
+                })
+            }));
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            // No markers on a truncated page would ask for the same page forever.
+            if !page.is_truncated().unwrap_or(false)
+                || (key_marker.is_none() && id_marker.is_none())
+            {
+                return Ok(Some(uploads));
+            }
+        }
     }
 }

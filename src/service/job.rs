@@ -11,9 +11,6 @@ use tokio_util::sync::CancellationToken;
 use super::dispatch::Dispatcher;
 use super::runner;
 use crate::config::{JobConfig, SysConfig};
-use crate::dest::Destination;
-use crate::dest::retry::RetryingDestination;
-use crate::dest::s3::{S3Destination, S3Settings};
 use crate::error::{Error, Result};
 use crate::master::Master;
 use crate::throttle::RateLimiter;
@@ -167,14 +164,7 @@ async fn open_job(
     workdir: &WorkDir,
     cancel: &CancellationToken,
 ) -> std::result::Result<Option<Arc<JobContext>>, String> {
-    let s3 = S3Destination::new(&S3Settings {
-        endpoint: &job.dest_domain,
-        bucket: &job.dest_bucket,
-        access_key: job.dest_access_key.expose(),
-        secret_key: job.dest_secret_key.expose(),
-    });
-    let dest: Arc<dyn Destination> =
-        Arc::new(RetryingDestination::new(s3, crate::backoff::REQUEST_TRIES));
+    let dest = crate::dest::open(job, crate::backoff::REQUEST_TRIES);
     tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(None),

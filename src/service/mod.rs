@@ -92,11 +92,20 @@ fn find_job(conf_dir: &Path, workdir: &WorkDir) -> Result<Option<JobConfig>> {
     let conf = JobConfig::load(&conf_dir.join("local_job.cfg"))?.config;
     let name = conf.job_name.clone();
     let queued = workdir.queued_job_file(&name);
-    let settings_file = workdir.job_config_file(&name);
     if queued.exists() {
         workdir.create_job_layout(&name)?;
-        rename_durable(&queued, &settings_file)?;
+        rename_durable(&queued, &workdir.job_config_file(&name))?;
     }
+    submitted_job(conf, workdir)
+}
+
+/// The settings the job `conf` names was submitted with (master/jobs/<job>/job.toml), with
+/// the credentials of `conf` (or the environment); `None` when it has not been picked up.
+///
+/// # Errors
+/// When job.toml cannot be read or parsed.
+pub fn submitted_job(conf: JobConfig, workdir: &WorkDir) -> Result<Option<JobConfig>> {
+    let settings_file = workdir.job_config_file(&conf.job_name);
     if !settings_file.exists() {
         return Ok(None);
     }

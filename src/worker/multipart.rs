@@ -5,7 +5,9 @@
 //! (`UPLOAD`, then one `part-NNNNN` file per finished part, each written atomically). A later
 //! run asks the server (ListParts) which of those parts it really holds and sends only the
 //! rest; if the file changed since (size or mtime), the stale upload is aborted and the file
-//! starts over.
+//! starts over. Before a new upload starts, uploads of the same key that no record knows of
+//! (a crash between CreateMultipartUpload and writing `UPLOAD`) are aborted, where the store
+//! lists them; `clean` aborts the recorded ones ([`known_uploads`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,10 +16,10 @@ use std::path::{Path, PathBuf};
 use futures::{StreamExt, TryStreamExt, stream};
 use md5::{Digest, Md5};
 
-use crate::dest::{CopySource, PartInfo, PutOptions};
+use crate::dest::{CopySource, OpenUpload, PartInfo, PutOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::payload::Digests;
-use crate::source::SourceObject;
+use crate::source::{RelPath, SourceObject};
 
 use super::verify::{Expected, hex, multipart_etag};
 use crate::task::escape::{escape, unescape};
@@ -39,6 +41,8 @@ pub fn part_size(file_size: u64, configured: u64) -> u64 {
 /// What a file's multipart upload was started for; a mismatch means the file changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct UploadRecord {
+    /// The file the upload is for; its key is `destPrefix` + this path.
+    path: RelPath,
     size: u64,
     mtime: i64,
     /// The source's change marker, when it has one.
@@ -48,7 +52,7 @@ struct UploadRecord {
 }
 
 impl UploadRecord {
-    fn to_text(&self, file: &SourceObject) -> String {
+    fn to_text(&self) -> String {
         let version = self
             .version
             .as_deref()
@@ -56,7 +60,7 @@ impl UploadRecord {
             .unwrap_or_default();
         format!(
             "{MAGIC}\npath={}\nsize={}\nmtime={}\n{version}part_size={}\nupload_id={}\n",
-            file.path, self.size, self.mtime, self.part_size, self.upload_id
+            self.path, self.size, self.mtime, self.part_size, self.upload_id
         )
     }
 
@@ -69,6 +73,7 @@ impl UploadRecord {
             map.insert(k, v);
         }
         Some(UploadRecord {
+            path: RelPath(unescape(map.get("path")?)?),
             size: map.get("size")?.parse().ok()?,
             mtime: map.get("mtime")?.parse().ok()?,
             version: match map.get("version") {
@@ -205,23 +210,27 @@ pub async fn upload(
     let upload_id = match upload_id {
         Some(id) => id,
         None => {
+            abort_strays(ctx, key).await;
             let id = ctx
                 .dest
                 .create_multipart(key, opts)
                 .await
                 .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
             let record = UploadRecord {
+                path: file.path.clone(),
                 size: file.size,
                 mtime: file.mtime,
                 version: file.version.clone(),
                 part_size: size,
                 upload_id: id.clone(),
             };
-            fs::create_dir_all(&dir)
-                .ctx("cannot create folder", &dir)
-                .map_err(state_err)?;
-            write_atomic(&dir.join("UPLOAD"), record.to_text(file).as_bytes())
-                .map_err(state_err)?;
+            let (dir, text) = (dir.clone(), record.to_text());
+            blocking(move || {
+                fs::create_dir_all(&dir).ctx("cannot create folder", &dir)?;
+                write_atomic(&dir.join("UPLOAD"), text.as_bytes())
+            })
+            .await
+            .map_err(state_err)?;
             id
         }
     };
@@ -367,6 +376,62 @@ async fn discard(ctx: &JobContext, key: &str, dir: &Path, upload_id: &str) {
     let _ = fs::remove_dir_all(dir);
 }
 
+/// Aborts the uploads of `key` the store holds open although no record of this job knows
+/// them: left by a crash between CreateMultipartUpload and writing `UPLOAD`, their parts
+/// would be billed for ever. Best effort: a failure only costs storage, so it is logged.
+async fn abort_strays(ctx: &JobContext, key: &str) {
+    let open = match ctx.dest.list_multipart_uploads(key).await {
+        Ok(Some(open)) => open,
+        // The store cannot list them (s3s-fs); nothing to look for.
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("could not look for stray multipart uploads of `{key}`: {e}");
+            return;
+        }
+    };
+    for stray in uploads_of(&open, key) {
+        match ctx.dest.abort_multipart(key, &stray.upload_id).await {
+            Ok(()) => tracing::info!(
+                key,
+                upload_id = stray.upload_id,
+                "aborted a stray multipart upload no record knew of"
+            ),
+            Err(e) => tracing::warn!("could not abort a stray multipart upload of `{key}`: {e}"),
+        }
+    }
+}
+
+/// The uploads of exactly `key`: the listing is by prefix, so `a.bin` also lists `a.bin.1`.
+fn uploads_of<'a>(open: &'a [OpenUpload], key: &'a str) -> impl Iterator<Item = &'a OpenUpload> {
+    open.iter().filter(move |u| u.key == key)
+}
+
+/// A multipart upload a job's state records: the file it is for and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownUpload {
+    pub path: RelPath,
+    pub upload_id: String,
+}
+
+/// Every upload recorded under `multipart_dir` (a job's [`crate::workdir::WorkDir::multipart_dir`]),
+/// sorted by path; records that cannot be read are left out, since no id can be had from them.
+pub fn known_uploads(multipart_dir: &Path) -> Vec<KnownUpload> {
+    let Ok(entries) = fs::read_dir(multipart_dir) else {
+        return Vec::new();
+    };
+    let mut known: Vec<KnownUpload> = entries
+        .flatten()
+        .filter_map(|e| fs::read_to_string(e.path().join("UPLOAD")).ok())
+        .filter_map(|text| UploadRecord::parse(&text))
+        .map(|r| KnownUpload {
+            path: r.path,
+            upload_id: r.upload_id,
+        })
+        .collect();
+    known.sort_by(|a, b| a.path.cmp(&b.path));
+    known
+}
+
 /// Gives up a file's upload for good (the file changed or vanished): aborts it on the server
 /// and forgets its checkpoint. Uploads that failed on the network are kept for `retry`.
 pub async fn abandon(ctx: &JobContext, key: &str, file: &SourceObject) {
@@ -394,13 +459,61 @@ mod tests {
     #[test]
     fn upload_record_round_trips() {
         let r = UploadRecord {
+            path: crate::source::RelPath(b"a b/\xff=x".to_vec()),
             size: 10,
             mtime: 5,
             version: Some("\"abc\" x".into()),
             part_size: 3,
             upload_id: "abc=def".into(),
         };
-        let f = SourceObject::new(crate::source::RelPath(b"a b".to_vec()), 10, 5);
-        assert_eq!(UploadRecord::parse(&r.to_text(&f)), Some(r));
+        assert_eq!(UploadRecord::parse(&r.to_text()), Some(r));
+    }
+
+    #[test]
+    fn only_uploads_of_exactly_the_key_are_strays() {
+        let open = |key: &str, id: &str| OpenUpload {
+            key: key.into(),
+            upload_id: id.into(),
+        };
+        let listed = [
+            open("big.bin", "1"),
+            open("big.bin.1", "2"),
+            open("big.bin/x", "3"),
+            open("big.bin", "4"),
+        ];
+        let ids: Vec<&str> = uploads_of(&listed, "big.bin")
+            .map(|u| u.upload_id.as_str())
+            .collect();
+        assert_eq!(ids, ["1", "4"]);
+    }
+
+    #[test]
+    fn known_uploads_reads_every_record_and_skips_unreadable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |path: &[u8], id: &str| UploadRecord {
+            path: RelPath(path.to_vec()),
+            size: 1,
+            mtime: 2,
+            version: None,
+            part_size: 1,
+            upload_id: id.into(),
+        };
+        for (folder, r) in [
+            ("B", record(b"z/two", "id-2")),
+            ("A", record(b"a b", "id-1")),
+        ] {
+            fs::create_dir_all(dir.path().join(folder)).unwrap();
+            fs::write(dir.path().join(folder).join("UPLOAD"), r.to_text()).unwrap();
+        }
+        fs::create_dir_all(dir.path().join("C")).unwrap();
+        fs::write(dir.path().join("C/UPLOAD"), "not a record").unwrap();
+        fs::create_dir_all(dir.path().join("D")).unwrap();
+        let known = known_uploads(dir.path());
+        let got: Vec<(&[u8], &str)> = known
+            .iter()
+            .map(|k| (k.path.as_bytes(), k.upload_id.as_str()))
+            .collect();
+        assert_eq!(got, [(&b"a b"[..], "id-1"), (&b"z/two"[..], "id-2")]);
+        assert!(known_uploads(&dir.path().join("missing")).is_empty());
     }
 }

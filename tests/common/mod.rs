@@ -160,6 +160,12 @@ pub struct Package {
 
 impl Package {
     pub fn new(sandbox: &Sandbox) -> Package {
+        Package::with_dest(&sandbox.endpoint)
+    }
+
+    /// A package whose job file names `endpoint` as destDomain (with the sandbox's bucket
+    /// and keys until changed).
+    pub fn with_dest(endpoint: &str) -> Package {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("src")).unwrap();
         std::fs::create_dir_all(dir.path().join("conf")).unwrap();
@@ -167,7 +173,7 @@ impl Package {
         let job = [
             ("srcType", "local"),
             ("srcPrefix", src.as_str()),
-            ("destDomain", sandbox.endpoint.as_str()),
+            ("destDomain", endpoint),
             ("destBucket", BUCKET),
             ("destAccessKey", AK),
             ("destSecretKey", SK),
