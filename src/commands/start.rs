@@ -130,6 +130,9 @@ pub fn serve(console: &Console) -> Result<u8> {
         sys,
         workdir.clone(),
     ));
+    // Blocking work still running (a listing thread between two checks) must not hold up the
+    // exit: everything it does is atomic and redone at the next start.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     // A clean exit removes the pid file; one left behind without a lock holder means a crash.
     let _ = std::fs::remove_file(workdir.pid_file());
     let _ = std::fs::remove_file(workdir.stop_request_file());

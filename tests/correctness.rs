@@ -1,0 +1,339 @@
+//! The correctness pass (issue 9), end to end against the sandbox: a retried unlistable folder is
+//! listed again, a listing error survives a kill right after the checkpoint passed it, `stat`
+//! never says Succeed before the scan is finished, `stop` ends a deep scan quickly, and
+//! incremental rounds never overlap. Crash and race windows are hit with the service's test
+//! hooks (src/hooks.rs), not with timing.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(240);
+
+/// Runs the binary in a package, with test hooks and, when the tests run as root, as `nobody`
+/// (root reads any file, so an unreadable folder would not be unreadable).
+struct Runner<'a> {
+    pkg: &'a Package,
+    as_nobody: bool,
+    env: Vec<(String, String)>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(pkg: &'a Package) -> Runner<'a> {
+        Runner {
+            pkg,
+            as_nobody: false,
+            env: Vec::new(),
+        }
+    }
+
+    fn unprivileged(mut self) -> Self {
+        self.as_nobody = is_root();
+        if self.as_nobody {
+            open_up(self.pkg.dir.path());
+        }
+        self
+    }
+
+    fn hooks(mut self, dir: &Path, hooks: &str) -> Self {
+        self.env.push(("OSSIMPORT_TEST_HOOKS".into(), hooks.into()));
+        self.env
+            .push(("OSSIMPORT_TEST_HOOK_DIR".into(), dir.display().to_string()));
+        self
+    }
+
+    fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = if self.as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        cmd.args(args).current_dir(self.pkg.dir.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("binary runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn stat(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["stat"]).stdout).into_owned()
+    }
+
+    fn wait_for(&self, states: &[&str]) -> String {
+        let started = Instant::now();
+        loop {
+            let stat = self.stat();
+            if states
+                .iter()
+                .any(|s| stat.contains(&format!("JobState:{s}\n")))
+            {
+                return stat;
+            }
+            assert!(started.elapsed() < LONG, "waited for {states:?}: {stat}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Lets `nobody` write the package (state, logs) and read the source.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in walkdir::WalkDir::new(dir) {
+        let e = e.unwrap();
+        let mode = if e.file_type().is_dir() { 0o777 } else { 0o666 };
+        std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A folder the hooks report to; the test releases a paused point by creating a file.
+struct HookDir(tempfile::TempDir);
+
+impl HookDir {
+    fn new() -> HookDir {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o777);
+        HookDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn wait_reached(&self, name: &str) {
+        let reached = self.path().join(format!("{name}.reached"));
+        assert!(wait_path(&reached, LONG), "hook {name} never reached");
+    }
+
+    fn release(&self, name: &str) {
+        std::fs::write(self.path().join(format!("{name}.release")), b"").unwrap();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn retry_lists_a_folder_again_that_could_not_be_listed_and_uploads_every_file_in_it() {
+    let sandbox = Sandbox::start();
+    let pkg = Package::new(&sandbox);
+    pkg.file("ok.txt", b"fine");
+    pkg.file("locked/a.txt", &content(1, 3000));
+    pkg.file("locked/sub/b.txt", &content(2, 5000));
+    let run = Runner::new(&pkg).unprivileged();
+    chmod(&pkg.src().join("locked"), 0o000);
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    let stat = run.wait_for(&["Failed", "Succeed"]);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let errors = error_lists(&pkg);
+    assert!(
+        errors.contains("READ_ERROR\tlocked\tcannot list it"),
+        "{errors}"
+    );
+
+    chmod(&pkg.src().join("locked"), 0o777);
+    run.ok(&["retry"]);
+    let stat = run.wait_for(&["Succeed", "Failed"]);
+    run.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert_eq!(
+        sandbox.objects(),
+        pkg.source_files(),
+        "every file of the folder is uploaded, and no object stands for the folder"
+    );
+    let records = audit_records(&pkg);
+    let last = records["locked"].last().unwrap();
+    assert_eq!(last.1, "RELISTED", "{records:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_listing_error_survives_a_kill_right_after_the_checkpoint_passed_it() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    // One unit `tree:d` whose walk meets the unreadable folder first, then five files, split
+    // two per task: the first checkpoint moves past the folder.
+    pkg.set("maxMultiThreadScanDepth", "1");
+    pkg.set("taskObjectCountLimit", "2");
+    pkg.file("d/a_locked/x.txt", b"never listed");
+    for i in 1..=5 {
+        pkg.file(&format!("d/b{i}.txt"), &content(i, 100));
+    }
+    let hooks = HookDir::new();
+    let run = Runner::new(&pkg)
+        .unprivileged()
+        .hooks(hooks.path(), "master-checkpoint-saved=kill");
+    chmod(&pkg.src().join("d/a_locked"), 0o000);
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    let stat = run.wait_for(&["Abort"]);
+    assert!(stat.contains("JobState:Abort"), "{stat}");
+    let cpts = pkg.path("master/jobs/local_test/checkpoints/0");
+    let saved: Vec<String> = std::fs::read_dir(&cpts)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".cpt"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        saved.iter().any(|c| c.contains("last=d/b2.txt")),
+        "killed right after the first checkpoint: {saved:?}"
+    );
+
+    let run = Runner::new(&pkg).unprivileged();
+    run.ok(&["start"]);
+    let stat = run.wait_for(&["Failed", "Succeed"]);
+    run.ok(&["stop"]);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let errors = error_lists(&pkg);
+    assert!(
+        errors.contains("READ_ERROR\td/a_locked\tcannot list it"),
+        "{errors}"
+    );
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+    let objects = sandbox.objects();
+    assert_eq!(objects.len(), 5, "{:?}", objects.keys());
+}
+
+#[test]
+fn stat_never_says_succeed_while_the_scan_is_unfinished() {
+    let sandbox = Sandbox::start();
+    let pkg = Package::new(&sandbox);
+    pkg.file("only.txt", b"one task");
+    let hooks = HookDir::new();
+    // The master waits before it writes its only task; `stat` waits between its two reads.
+    let run = Runner::new(&pkg).hooks(
+        hooks.path(),
+        "master-before-task=pause,stat-between-reads=pause",
+    );
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    hooks.wait_reached("master-before-task");
+    let stat = run.command(&["stat"]).spawn().unwrap();
+    hooks.wait_reached("stat-between-reads");
+    // The task is made and the scan finished while `stat` is between its reads.
+    hooks.release("master-before-task");
+    let marker = pkg.path("master/jobs/local_test/checkpoints/0/SCAN_FINISHED");
+    assert!(wait_path(&marker, LONG));
+    hooks.release("stat-between-reads");
+    let out = stat.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !seen.contains("JobState:Succeed"),
+        "a stat that began before the task existed must not call the job done: {seen}"
+    );
+    let stat = run.wait_for(&["Succeed", "Failed"]);
+    run.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
+
+#[test]
+fn stop_ends_a_service_deep_in_a_scan_of_200000_entries_within_10_seconds() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    // On tmpfs where there is one, so creating the tree is quick.
+    let shm = Path::new("/dev/shm");
+    let tree = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    for d in 0..200 {
+        let dir = tree.path().join(format!("d{d:03}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..1000 {
+            std::fs::File::create(dir.join(format!("f{f:04}"))).unwrap();
+        }
+    }
+    pkg.set("srcPrefix", &format!("{}/", tree.path().display()));
+    // Nothing is newer than this: every entry is looked at and none is sent, a pure scan.
+    pkg.set("importSince", "4102444800");
+    pkg.set("scanThreadCount", "1");
+    let hooks = HookDir::new();
+    // Paused right before the scan would be marked finished: it cannot end before `stop`.
+    let run = Runner::new(&pkg).hooks(hooks.path(), "master-before-scan-finished=pause");
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    let started_marker = pkg.path("master/jobs/local_test/checkpoints/0/STARTED");
+    assert!(wait_path(&started_marker, LONG));
+    let asked = Instant::now();
+    run.ok(&["stop"]);
+    let took = asked.elapsed();
+    assert!(
+        !run.stat().contains("JobState:Running"),
+        "the service is gone after stop"
+    );
+    assert!(
+        !pkg.path("master/jobs/local_test/checkpoints/0/SCAN_FINISHED")
+            .exists(),
+        "stopped in the middle of the scan"
+    );
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+}
+
+#[test]
+fn an_incremental_round_starts_only_when_the_previous_rounds_tasks_are_finished() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("isIncremental", "true");
+    pkg.set("incrementalModeInterval", "1");
+    multipart_config(&mut pkg);
+    // About 6 s at the cap, against a 1 s interval.
+    pkg.set_sys("workerMaxThroughput(KB/s)", "4096");
+    pkg.file("big.bin", &content(7, 24 * MIB));
+    let run = Runner::new(&pkg).env("OSSIMPORT_MIN_INCREMENTAL_INTERVAL", "1");
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    let round1 = pkg.path("master/jobs/local_test/checkpoints/1");
+    let started = Instant::now();
+    while !round1.exists() {
+        assert!(started.elapsed() < LONG, "round 1 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dispatched: Vec<_> = pkg
+        .task_dirs("dispatched")
+        .iter()
+        .flat_map(|host| std::fs::read_dir(host).unwrap().flatten().map(|e| e.path()))
+        .collect();
+    let pending = pkg.task_dirs("pending_tasks");
+    let succeed = pkg.task_dirs("succeed_tasks");
+    run.ok(&["stop"]);
+    assert!(
+        dispatched.is_empty() && pending.is_empty() && succeed.len() == 1,
+        "round 1 began while round 0 ran: dispatched {dispatched:?}, pending {pending:?}"
+    );
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
