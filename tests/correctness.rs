@@ -337,3 +337,50 @@ fn an_incremental_round_starts_only_when_the_previous_rounds_tasks_are_finished(
     );
     assert_eq!(sandbox.objects(), pkg.source_files());
 }
+
+#[test]
+fn a_large_file_shows_its_finished_parts_in_stat_before_it_is_done() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    multipart_config(&mut pkg);
+    // Five 5 MiB parts at about 4 MiB/s, one at a time: progress has seconds to show.
+    pkg.set("uploadThreadNumPerLargeFile", "1");
+    pkg.set_sys("workerMaxThroughput(KB/s)", "4096");
+    let size = 25 * MIB;
+    pkg.file("big.bin", &content(3, size));
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let started = Instant::now();
+    let partial = loop {
+        let stat = pkg.stat();
+        assert!(
+            !stat.contains("JobState:Succeed"),
+            "the file finished before any part showed: {stat}"
+        );
+        // `<id>:<done bytes>/<total bytes> <done files>/<total files>`
+        let progress = stat.lines().find_map(|l| {
+            let (_, numbers) = l.split_once(':')?;
+            let (bytes, files) = numbers.split_once(' ')?;
+            let (done, total) = bytes.split_once('/')?;
+            (total == size.to_string()).then(|| (done.parse::<u64>().ok(), files.to_string()))
+        });
+        if let Some((Some(done), files)) = progress
+            && done > 0
+        {
+            break (done, files);
+        }
+        assert!(started.elapsed() < LONG, "no progress shown: {stat}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(partial.1, "0/1", "the file itself is not done yet");
+    assert_eq!(
+        partial.0 % (5 * MIB as u64),
+        0,
+        "whole parts: {}",
+        partial.0
+    );
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    pkg.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
