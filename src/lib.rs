@@ -12,10 +12,11 @@
 //! - [`worker`]: transfers the files of a task.
 //! - [`throttle`]: the process-wide bandwidth cap.
 //! - [`totals`]: job-wide numbers for `stat --json` and `stat --watch`.
-//! - [`tracker`]: journals per-file results and moves finished task folders.
+//! - [`tracker`]: receives every file result, journals it, and alone moves finished tasks.
 //! - [`report`]: report.jsonl, the failed and skipped files of the job.
 //! - [`retry`]: failed tasks back to pending with only their failed files.
-//! - [`service`]: master, dispatcher, worker and tracker as tokio tasks in one process.
+//! - [`service`]: master, dispatcher, task runners (worker) and tracker as tokio tasks in one
+//!   process, handing work over bounded channels with one cancellation token.
 //! - [`hooks`]: named pause/kill points for deterministic end-to-end tests (inert by default).
 //! - [`shutdown`]: how long-running commands learn to stop.
 //! - [`stat`]: the job's status as the `stat` command prints it.
