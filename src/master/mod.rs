@@ -11,6 +11,8 @@
 pub mod checkpoint;
 mod scan;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::fs;
 use std::sync::Arc;

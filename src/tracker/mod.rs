@@ -5,6 +5,8 @@
 
 mod finish;
 mod journal;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
