@@ -96,3 +96,128 @@ pub fn staged_count(workdir: &WorkDir, job: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{RelPath, SourceObject};
+    use crate::task::record::{FileRecord, Outcome, reason};
+    use crate::tracker::{TaskJournal, finish_task};
+    use crate::workdir::list_names;
+
+    const JOB: &str = "j";
+
+    /// A task of three files whose first attempt failed `b` only, finished by the tracker.
+    fn failed_task(wd: &WorkDir) -> String {
+        wd.create_job_layout(JOB).unwrap();
+        let spec = TaskSpec {
+            job: JOB.into(),
+            round: 0,
+            unit: "tree:".into(),
+            attempt: 1,
+            files: ["a", "b", "c"]
+                .iter()
+                .map(|p| SourceObject::new(RelPath(p.as_bytes().to_vec()), 10, 1))
+                .collect(),
+        };
+        let id = TaskId::new(spec.content_hash());
+        let dir = wd.task_dir(JOB, TaskState::Dispatched, &id.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        write_atomic(&dir.join("TASK"), spec.to_text().as_bytes()).unwrap();
+        let mut journal =
+            TaskJournal::open(wd.worker_task_dir(JOB, &id.to_string()), &spec).unwrap();
+        let rec = |outcome, why, path: &str| {
+            FileRecord::new(outcome, why, 10, RelPath(path.into()), "test")
+        };
+        journal
+            .append(vec![
+                rec(Outcome::Ok, "", "a"),
+                rec(Outcome::Failed, reason::UPLOAD_ERROR, "b"),
+                rec(Outcome::Ok, "", "c"),
+            ])
+            .unwrap();
+        finish_task(wd, JOB, &id, &journal).unwrap();
+        assert_eq!(
+            list_names(&wd.state_dir(JOB, TaskState::Failed)).unwrap(),
+            vec![id.to_string()]
+        );
+        id.to_string()
+    }
+
+    /// The one pending task left, checked to be the narrowed retry of `failed_task`.
+    fn assert_one_retry_pending(wd: &WorkDir, old: &str) {
+        assert_eq!(staged_count(wd, JOB), 0);
+        let pending = list_names(&wd.state_dir(JOB, TaskState::Pending)).unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_ne!(pending[0], old, "a retry is a task of its own");
+        assert!(
+            list_names(&wd.state_dir(JOB, TaskState::Failed))
+                .unwrap()
+                .is_empty()
+        );
+        let dir = wd.task_dir(JOB, TaskState::Pending, &pending[0]);
+        let spec = TaskSpec::read(&dir.join("TASK")).unwrap();
+        assert_eq!(spec.attempt, 2);
+        let paths: Vec<_> = spec.files.iter().map(|f| f.path.to_string()).collect();
+        assert_eq!(paths, ["b"]);
+        assert_eq!(
+            TaskId::parse(&pending[0]).unwrap().hash,
+            spec.content_hash()
+        );
+        let previous = fs::read_to_string(dir.join(PREVIOUS_AUDIT)).unwrap();
+        assert!(
+            previous.contains("# summary: ok=2 skipped=0 failed=1"),
+            "{previous}"
+        );
+        assert_eq!(
+            list_names(&dir).unwrap(),
+            ["TASK", PREVIOUS_AUDIT],
+            "no result of the old attempt is left to be mistaken for the new one's"
+        );
+    }
+
+    #[test]
+    fn a_failed_task_becomes_one_pending_task_of_its_failed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = WorkDir::new(dir.path());
+        let old = failed_task(&wd);
+        assert_eq!(retry_failed(&wd, JOB).unwrap(), 1);
+        assert_one_retry_pending(&wd, &old);
+        assert_eq!(
+            retry_failed(&wd, JOB).unwrap(),
+            0,
+            "nothing is failed any more"
+        );
+    }
+
+    #[test]
+    fn a_retry_cut_short_after_staging_is_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = WorkDir::new(dir.path());
+        let old = failed_task(&wd);
+        // Where a crash right after `retry`'s first step leaves the task.
+        let staged = wd.task_dir(JOB, TaskState::Pending, &format!("{STAGING_PREFIX}{old}"));
+        rename_durable(&wd.task_dir(JOB, TaskState::Failed, &old), &staged).unwrap();
+        assert_eq!(staged_count(&wd, JOB), 1, "stat counts it as pending");
+        finish_staged(&wd, JOB).unwrap();
+        assert_one_retry_pending(&wd, &old);
+    }
+
+    #[test]
+    fn a_retry_cut_short_after_narrowing_is_finished_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = WorkDir::new(dir.path());
+        let old = failed_task(&wd);
+        let staged = wd.task_dir(JOB, TaskState::Pending, &format!("{STAGING_PREFIX}{old}"));
+        rename_durable(&wd.task_dir(JOB, TaskState::Failed, &old), &staged).unwrap();
+        // Where a crash in the middle of `convert` leaves it: the narrowed TASK written and
+        // the audit.log moved aside, the old TASK and results still there.
+        let mut spec = TaskSpec::read(&staged.join("TASK")).unwrap();
+        spec.files.retain(|f| f.path.to_string() == "b");
+        spec.attempt = 2;
+        write_atomic(&staged.join("TASK.narrowed"), spec.to_text().as_bytes()).unwrap();
+        rename_durable(&staged.join("audit.log"), &staged.join(PREVIOUS_AUDIT)).unwrap();
+        finish_staged(&wd, JOB).unwrap();
+        assert_one_retry_pending(&wd, &old);
+    }
+}

@@ -109,35 +109,79 @@ fn md5_metadata_and_server_side_encryption_are_requested() {
     );
 }
 
+/// The file grows while its parts are read, after each part has opened it (a part opened
+/// later would refuse it then): every part is read to its listed length and the upload
+/// itself succeeds, so only the look at the file after the upload can tell. Then the user's
+/// `retry` sends the file as it is now.
 #[test]
-fn a_file_changed_during_upload_fails_with_size_not_match_and_the_job_goes_on() {
+fn a_file_changed_during_upload_fails_with_size_not_match_and_retry_sends_it_whole() {
     let sandbox = Sandbox::start();
     let mut pkg = Package::new(&sandbox);
+    multipart_config(&mut pkg);
+    // Its 3 parts (5 + 5 + 2 MiB) all open at once and share 1 MiB/s: the first ends after
+    // about 6 s, the others about 6 s later.
+    pkg.set("uploadThreadNumPerLargeFile", "3");
     pkg.set_sys("workerMaxThroughput(KB/s)", "1024");
     pkg.set_sys("workerTaskThreadNum", "2");
-    pkg.file("changing.bin", &content(1, 4 * MIB));
+    pkg.file("changing.bin", &content(1, 12 * MIB));
     pkg.file("steady.txt", b"steady");
     pkg.ok(&["submit"]);
     pkg.ok(&["start"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    std::fs::File::options()
-        .write(true)
+    // A finished part is checkpointed: by then every part has the file open, and two are
+    // still being read.
+    let state = pkg.path("worker/jobs/local_test/multipart");
+    let a_part_done = || {
+        walkdir::WalkDir::new(&state)
+            .into_iter()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("part-"))
+    };
+    assert!(wait_until(LONG, a_part_done), "no part was uploaded");
+    let mut grown = std::fs::OpenOptions::new()
+        .append(true)
         .open(pkg.src().join("changing.bin"))
-        .unwrap()
-        .set_len(MIB as u64)
         .unwrap();
+    std::io::Write::write_all(&mut grown, b"appended while it was uploaded").unwrap();
+    drop(grown);
+
     let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
     assert!(stat.contains("JobState:Failed"), "{stat}");
     let errors = error_lists(&pkg);
     assert!(
-        errors.starts_with("SIZE_NOT_MATCH\tchanging.bin\t"),
+        errors.starts_with(
+            "SIZE_NOT_MATCH\tchanging.bin\tchanged while it was uploaded: 12582912 bytes at mtime"
+        ),
         "{errors}"
     );
-    assert_eq!(errors.lines().count(), 1);
+    assert_eq!(errors.lines().count(), 1, "{errors}");
     assert_eq!(
         sandbox.objects().get("steady.txt").map(Vec::as_slice),
         Some(&b"steady"[..])
     );
+
+    assert_eq!(pkg.ok(&["retry"]).trim(), "Retry has been submitted.");
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed"),
+        "{stat}\n{}",
+        error_lists(&pkg)
+    );
+    assert_same(&sandbox.objects(), &pkg.source_files());
+    // Every file counted once, the one that succeeded at the first attempt too.
+    let out = pkg.run(&["stat", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = &doc["files"];
+    assert_eq!(
+        (
+            &files["listed"],
+            &files["done"],
+            &files["ok"],
+            &files["failed"]
+        ),
+        (&2.into(), &2.into(), &2.into(), &0.into()),
+        "{doc}"
+    );
+    assert_eq!(doc["bytes"]["done"], doc["bytes"]["listed"], "{doc}");
 }
 
 #[test]

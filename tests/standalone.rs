@@ -383,13 +383,7 @@ fn kill_9_mid_job_shows_abort_and_start_finishes_with_each_file_once() {
         assert!(started.elapsed() < LONG, "no progress");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let pid = std::fs::read_to_string(pkg.path("master/service.pid")).unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    std::thread::sleep(Duration::from_millis(300));
+    kill_service(&pkg);
     let stat = pkg.stat();
     assert!(
         stat.contains("JobState:Abort\n"),

@@ -352,6 +352,8 @@ pub fn error_lists(pkg: &Package) -> String {
         .collect()
 }
 
+/// `kill -9` of the running service; returns once it is gone, which is when the OS has
+/// released its lock (a zombie never reaped would still answer `kill -0`).
 pub fn kill_service(pkg: &Package) {
     let pid = std::fs::read_to_string(pkg.path("master/service.pid")).unwrap();
     let status = std::process::Command::new("kill")
@@ -359,11 +361,33 @@ pub fn kill_service(pkg: &Package) {
         .status()
         .unwrap();
     assert!(status.success());
-    // The lock is released when the process is gone.
+    assert!(
+        wait_until(Duration::from_secs(60), || !service_lock_held(pkg)),
+        "the killed service still holds its lock"
+    );
+}
+
+/// True while a process holds the service lock (taken and dropped at once when free).
+pub fn service_lock_held(pkg: &Package) -> bool {
+    let Ok(file) = std::fs::File::options()
+        .write(true)
+        .open(pkg.path("master/service.lock"))
+    else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Polls `ready` until it is true or `timeout` passed; says which.
+pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
-    while pkg.stat().contains("JobState:Running") && started.elapsed() < Duration::from_secs(5) {
+    while !ready() {
+        if started.elapsed() > timeout {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 pub fn multipart_config(pkg: &mut Package) {
