@@ -85,7 +85,12 @@ impl JobStat {
     /// # Errors
     /// When the job's folders cannot be read.
     pub fn collect(workdir: &WorkDir, job: &str) -> Result<JobStat> {
-        Self::collect_observed(workdir, job, &mut |_| {})
+        // The end-to-end test of the read order pauses `stat` after its first read.
+        Self::collect_observed(workdir, job, &mut |read| {
+            if read == "scan_finished" {
+                crate::hooks::point_blocking("stat-between-reads");
+            }
+        })
     }
 
     /// [`collect`](Self::collect), calling `after` with the name of each read as it is done,
