@@ -333,6 +333,7 @@ mod tests {
         let id = TaskId::parse(&name).unwrap();
         let mut journal = TaskJournal::open(wd.worker_task_dir(JOB, &name), &spec).unwrap();
         journal.append(records).unwrap();
+        journal.write_progress(0).unwrap();
         between();
         finish_task(wd, JOB, &id, &journal).unwrap();
     }

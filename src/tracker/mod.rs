@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-pub use finish::{PREVIOUS_AUDIT, TaskOutcome, recover_finished};
+pub use finish::{PREVIOUS_AUDIT, TaskOutcome, finish_task, recover_finished};
 pub use journal::TaskJournal;
 
 use crate::error::{Error, Result};
