@@ -7,141 +7,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::runner::{HookDir, Runner, chmod};
 use common::*;
 
 const LONG: Duration = Duration::from_secs(240);
-
-/// Runs the binary in a package, with test hooks and, when the tests run as root, as `nobody`
-/// (root reads any file, so an unreadable folder would not be unreadable).
-struct Runner<'a> {
-    pkg: &'a Package,
-    as_nobody: bool,
-    env: Vec<(String, String)>,
-}
-
-impl<'a> Runner<'a> {
-    fn new(pkg: &'a Package) -> Runner<'a> {
-        Runner {
-            pkg,
-            as_nobody: false,
-            env: Vec::new(),
-        }
-    }
-
-    fn unprivileged(mut self) -> Self {
-        self.as_nobody = is_root();
-        if self.as_nobody {
-            open_up(self.pkg.dir.path());
-        }
-        self
-    }
-
-    fn hooks(mut self, dir: &Path, hooks: &str) -> Self {
-        self.env.push(("OSSIMPORT_TEST_HOOKS".into(), hooks.into()));
-        self.env
-            .push(("OSSIMPORT_TEST_HOOK_DIR".into(), dir.display().to_string()));
-        self
-    }
-
-    fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = if self.as_nobody {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
-            c
-        } else {
-            Command::new(BIN)
-        };
-        cmd.args(args).current_dir(self.pkg.dir.path());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("binary runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn stat(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["stat"]).stdout).into_owned()
-    }
-
-    fn wait_for(&self, states: &[&str]) -> String {
-        let started = Instant::now();
-        loop {
-            let stat = self.stat();
-            if states
-                .iter()
-                .any(|s| stat.contains(&format!("JobState:{s}\n")))
-            {
-                return stat;
-            }
-            assert!(started.elapsed() < LONG, "waited for {states:?}: {stat}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Lets `nobody` write the package (state, logs) and read the source.
-fn open_up(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for e in walkdir::WalkDir::new(dir) {
-        let e = e.unwrap();
-        let mode = if e.file_type().is_dir() { 0o777 } else { 0o666 };
-        std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
-
-fn chmod(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// A folder the hooks report to; the test releases a paused point by creating a file.
-struct HookDir(tempfile::TempDir);
-
-impl HookDir {
-    fn new() -> HookDir {
-        let dir = tempfile::tempdir().unwrap();
-        chmod(dir.path(), 0o777);
-        HookDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    fn wait_reached(&self, name: &str) {
-        let reached = self.path().join(format!("{name}.reached"));
-        assert!(wait_path(&reached, LONG), "hook {name} never reached");
-    }
-
-    fn release(&self, name: &str) {
-        std::fs::write(self.path().join(format!("{name}.release")), b"").unwrap();
-    }
-}
 
 #[cfg(unix)]
 #[test]
@@ -318,6 +189,14 @@ fn an_incremental_round_starts_only_when_the_previous_rounds_tasks_are_finished(
     // About 6 s at the cap, against a 1 s interval.
     pkg.set_sys("workerMaxThroughput(KB/s)", "4096");
     pkg.file("big.bin", &content(7, 24 * MIB));
+    // Older than round 0's start, so round 1 has nothing to take again.
+    let past = std::time::SystemTime::now() - Duration::from_secs(600);
+    std::fs::File::options()
+        .write(true)
+        .open(pkg.src().join("big.bin"))
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
     let run = Runner::new(&pkg).env("OSSIMPORT_MIN_INCREMENTAL_INTERVAL", "1");
     run.ok(&["submit"]);
     run.ok(&["start"]);

@@ -210,56 +210,18 @@ fn a_file_deleted_after_listing_fails_alone() {
 #[cfg(unix)]
 #[test]
 fn an_unreadable_file_fails_alone() {
-    use std::os::unix::fs::PermissionsExt;
     let sandbox = Sandbox::start();
     let pkg = Package::new(&sandbox);
     pkg.file("ok.txt", b"fine");
     pkg.file("secret.txt", b"no access");
     pkg.file("locked/inner.txt", b"in a folder nobody may list");
-    let root = unsafe_is_root();
-    let run = |args: &[&str]| {
-        let mut cmd = if root {
-            let mut c = std::process::Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
-            c
-        } else {
-            std::process::Command::new(BIN)
-        };
-        let out = cmd.args(args).current_dir(pkg.dir.path()).output().unwrap();
-        assert!(
-            out.status.success() || args == ["stat"],
-            "{args:?}: {}",
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    for e in walkdir::WalkDir::new(pkg.dir.path()) {
-        let e = e.unwrap();
-        let mode = if e.file_type().is_dir() { 0o777 } else { 0o666 };
-        std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    std::fs::set_permissions(
-        pkg.src().join("secret.txt"),
-        std::fs::Permissions::from_mode(0o000),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        pkg.src().join("locked"),
-        std::fs::Permissions::from_mode(0o000),
-    )
-    .unwrap();
-    run(&["submit"]);
-    run(&["start"]);
-    let started = Instant::now();
-    let stat = loop {
-        let stat = run(&["stat"]);
-        if stat.contains("JobState:Failed") || stat.contains("JobState:Succeed") {
-            break stat;
-        }
-        assert!(started.elapsed() < LONG, "{stat}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    run(&["stop"]);
+    let run = common::runner::Runner::new(&pkg).unprivileged();
+    common::runner::chmod(&pkg.src().join("secret.txt"), 0o000);
+    common::runner::chmod(&pkg.src().join("locked"), 0o000);
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    let stat = run.wait_for(&["Failed", "Succeed"]);
+    run.ok(&["stop"]);
     assert!(stat.contains("JobState:Failed"), "{stat}");
     let errors = error_lists(&pkg);
     assert!(
@@ -274,10 +236,3 @@ fn an_unreadable_file_fails_alone() {
     assert_eq!(sandbox.objects().keys().collect::<Vec<_>>(), vec!["ok.txt"]);
 }
 
-fn unsafe_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}

@@ -4,6 +4,8 @@
 
 mod jobs;
 pub mod proxy;
+#[cfg(unix)]
+pub mod runner;
 pub mod servers;
 
 #[allow(unused_imports)]
