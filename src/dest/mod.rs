@@ -1,7 +1,7 @@
 //! The one trait for the destination and the neutral types it speaks; no SDK type crosses it.
 
 pub mod body;
-pub mod retry;
+pub mod retrying;
 pub mod s3;
 
 use std::collections::BTreeMap;
@@ -169,5 +169,5 @@ pub fn open(job: &JobConfig, tries: usize) -> Arc<dyn Destination> {
         access_key: job.dest_access_key.expose(),
         secret_key: job.dest_secret_key.expose(),
     });
-    Arc::new(retry::RetryingDestination::new(s3, tries))
+    Arc::new(retrying::RetryingDestination::new(s3, tries))
 }
