@@ -6,8 +6,9 @@
 //! - [`task`]: task ids and the on-disk formats of a task folder (TASK, STATUS, audit.log, ...).
 //! - [`source`] / [`dest`]: the one trait for sources and the one for the destination, with
 //!   our own neutral types between them.
-//! - [`relpath`] / [`payload`]: a file's relative path, and the bytes that travel (a
-//!   re-openable byte range, paced and hashed on the way).
+//! - [`relpath`] / [`escape`] / [`payload`]: a file's relative path, its one-line escaped
+//!   form in every state file, and the bytes that travel (a re-openable byte range, paced and
+//!   hashed on the way).
 //! - [`master`]: lists the source and splits it into persisted tasks, with checkpoints.
 //! - [`worker`]: transfers the files of a task.
 //! - [`throttle`]: the process-wide bandwidth cap.
@@ -28,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod dest;
 pub mod error;
+pub mod escape;
 pub mod hooks;
 pub mod key;
 pub mod master;

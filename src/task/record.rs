@@ -4,8 +4,8 @@
 //! `<UTC time>\t<OK|SKIPPED|FAILED>\t<REASON or ->\t<size>\t<escaped path>\t<detail>`
 //! error.list line: `<REASON>\t<escaped path>\t<message>`.
 
+use crate::escape::unescape;
 use crate::source::RelPath;
-use crate::task::escape::unescape;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -2,6 +2,7 @@
 //! and sends each result to the tracker.
 
 pub mod multipart;
+pub mod parts;
 pub mod transfer;
 pub mod verify;
 

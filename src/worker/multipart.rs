@@ -21,22 +21,14 @@ use crate::error::{Error, IoContext, Result};
 use crate::payload::Digests;
 use crate::source::{RelPath, SourceObject};
 
-use super::verify::{Expected, hex, multipart_etag};
-use crate::task::escape::{escape, unescape};
+use super::parts::{Expected, hex, multipart_etag, part_size};
+use crate::escape::{escape, unescape};
 use crate::task::record::reason;
 use crate::workdir::{blocking, write_atomic};
 
 use super::{JobContext, open_body};
 
-/// S3 and OSS allow at most this many parts in one upload.
-const MAX_PARTS: u64 = 10_000;
-
 const MAGIC: &str = "# ossimport-rs multipart v1";
-
-/// The part size actually used: the configured one, grown to stay within 10,000 parts.
-pub fn part_size(file_size: u64, configured: u64) -> u64 {
-    configured.max(file_size.div_ceil(MAX_PARTS)).max(1)
-}
 
 /// What a file's multipart upload was started for; a mismatch means the file changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,14 +439,6 @@ pub async fn abandon(ctx: &JobContext, key: &str, file: &SourceObject) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn part_size_grows_to_stay_within_ten_thousand_parts() {
-        assert_eq!(part_size(100, 50), 50);
-        let huge = 10_000 * 50 + 1;
-        assert_eq!(part_size(huge, 50), 51);
-        assert!(huge.div_ceil(part_size(huge, 50)) <= MAX_PARTS);
-    }
 
     #[test]
     fn upload_record_round_trips() {

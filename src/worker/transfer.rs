@@ -8,7 +8,8 @@ use crate::key::{content_type, object_key};
 use crate::source::{Probe, SourceObject};
 use crate::task::record::{FileRecord, Outcome, reason};
 
-use super::verify::{Expected, Failure, hex, verify};
+use super::parts::{Expected, hex};
+use super::verify::{Failure, verify};
 use super::{JobContext, multipart};
 
 /// Moves (or, in an audit job, checks) one file and says how it went; never fails the task.

@@ -19,17 +19,9 @@ use crate::source::SourceObject;
 use crate::task::record::reason;
 
 use super::JobContext;
-use super::multipart::part_size;
+use super::parts::{Expected, hex, multipart_etag, part_size};
 
 pub type Failure = (&'static str, String);
-
-/// The checksums of what was sent (or of the file, for an audit job).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expected {
-    /// The ETag an S3 store gives these bytes: `<md5 hex>` or `<md5 of part md5s>-N`.
-    pub etag: Option<String>,
-    pub crc64: Option<u64>,
-}
 
 /// Checks the object against the file per `mode`; returns the audit.log words saying what
 /// proved it.
@@ -251,21 +243,6 @@ fn read_failure(e: std::io::Error) -> Failure {
     (why, format!("cannot read the source to check it: {e}"))
 }
 
-/// `md5(concat(part md5s))-N`, the ETag S3 stores give a multipart upload.
-pub fn multipart_etag(part_md5s: impl Iterator<Item = [u8; 16]>) -> String {
-    let mut md5 = Md5::new();
-    let mut n = 0;
-    for d in part_md5s {
-        md5.update(d);
-        n += 1;
-    }
-    format!("{}-{n}", hex(&md5.finalize()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Downloads the object and compares it with the source byte for byte, both streamed.
 async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(), Failure> {
     let mut remote = ctx
@@ -316,27 +293,12 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn crc64_is_the_xz_variant_oss_uses() {
         // The CRC-64/XZ check value (OSS's crc64ecma of "123456789").
         assert_eq!(
             crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, b"123456789"),
             0x995D_C9BB_DF19_39FA
-        );
-    }
-
-    #[test]
-    fn multipart_etag_is_md5_of_part_md5s() {
-        let a: [u8; 16] = Md5::digest(b"part one").into();
-        let b: [u8; 16] = Md5::digest(b"part two").into();
-        let mut cat = Vec::new();
-        cat.extend_from_slice(&a);
-        cat.extend_from_slice(&b);
-        assert_eq!(
-            multipart_etag([a, b].into_iter()),
-            format!("{}-2", hex(&Md5::digest(&cat)))
         );
     }
 }
