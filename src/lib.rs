@@ -4,6 +4,7 @@
 //! - [`config`]: `conf/local_job.cfg` and `conf/sys.properties` into typed settings.
 //! - [`workdir`]: every path under `workingDir`, atomic writes, the service lock.
 //! - [`task`]: task ids and the on-disk formats of a task folder (TASK, STATUS, audit.log, ...).
+//! - [`reason`]: the one word that says why a file failed or was skipped.
 //! - [`source`] / [`dest`]: the one trait for sources and the one for the destination, with
 //!   our own neutral types between them.
 //! - [`relpath`] / [`escape`] / [`payload`]: a file's relative path, its one-line escaped
@@ -34,6 +35,7 @@ pub mod hooks;
 pub mod key;
 pub mod master;
 pub mod payload;
+pub mod reason;
 pub mod relpath;
 pub mod report;
 pub mod retry;

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::error::{Error, IoContext, Result};
 use crate::payload::{ByteStream, Reopen};
-use crate::task::record::reason::READ_ERROR;
+use crate::reason::Reason;
 use crate::workdir::blocking;
 
 /// Bytes read from a file per chunk.
@@ -134,7 +134,7 @@ impl LocalSource {
                         Ok(None) => continue,
                         Err(e) => Err(Error::Listing {
                             path: rel,
-                            reason: READ_ERROR,
+                            reason: Reason::ReadError,
                             locator: None,
                             message: e.to_string(),
                         }),
@@ -150,7 +150,7 @@ impl LocalSource {
                         .map_or_else(|| e.to_string(), ToString::to_string);
                     Err(Error::Listing {
                         path: rel_of(&path),
-                        reason: READ_ERROR,
+                        reason: Reason::ReadError,
                         locator: None,
                         message,
                     })

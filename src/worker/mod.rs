@@ -13,16 +13,40 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
-use crate::dest::Destination;
+use crate::dest::{DestError, Destination};
 use crate::error::Result;
 use crate::payload::DigestSlot;
+use crate::reason::Reason;
 use crate::relpath::RelPath;
 use crate::source::Source;
-use crate::task::record::reason;
 use crate::task::{TaskId, TaskSpec};
 use crate::throttle::RateLimiter;
 use crate::tracker::TrackerHandle;
 use crate::workdir::WorkDir;
+
+/// Why a file failed, on its way up to the file's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A destination request that failed after its retries: UPLOAD_ERROR, unless the cause is
+/// found to be the source's.
+impl From<DestError> for Failure {
+    fn from(e: DestError) -> Failure {
+        Failure::new(Reason::UploadError, e.message)
+    }
+}
 
 /// Opens a range of a file as a body paced by the bandwidth cap and, when checksums are
 /// wanted, hashed on the way; the slot receives the checksums once the body was sent.
@@ -31,13 +55,13 @@ pub(crate) async fn open_body(
     obj: &crate::source::SourceObject,
     offset: u64,
     len: u64,
-) -> std::result::Result<(crate::payload::Body, Arc<DigestSlot>), verify::Failure> {
+) -> std::result::Result<(crate::payload::Body, Arc<DigestSlot>), Failure> {
     let slot = Arc::new(DigestSlot::default());
     let mut body = ctx
         .source
         .open(obj, offset, len)
         .await
-        .map_err(|e| (crate::task::record::reason::READ_ERROR, e.to_string()))?
+        .map_err(|e| Failure::new(Reason::ReadError, e.to_string()))?
         .paced(ctx.limiter.clone());
     if ctx.need_digests {
         body = body.hashed(slot.clone());
@@ -142,7 +166,7 @@ pub async fn run_task(
             // the original; the known file faults (bad key, changed, missing) never stop a job.
             if ctx.abort_on_unexpected
                 && record.is_failed()
-                && record.reason == reason::UPLOAD_ERROR
+                && record.reason == Some(Reason::UploadError)
             {
                 ctx.abort(format!("{}: {}", record.path, record.detail));
                 return;

@@ -23,10 +23,10 @@ use crate::source::{RelPath, SourceObject};
 
 use super::parts::{Expected, hex, multipart_etag, part_size};
 use crate::escape::{escape, unescape};
-use crate::task::record::reason;
+use crate::reason::Reason;
 use crate::workdir::{blocking, write_atomic};
 
-use super::{JobContext, open_body};
+use super::{Failure, JobContext, open_body};
 
 const MAGIC: &str = "# ossimport-rs multipart v1";
 
@@ -168,11 +168,9 @@ fn expected(parts: &[PartDone]) -> Option<Expected> {
     })
 }
 
-type Failure = (&'static str, String);
-
 fn state_err(e: Error) -> Failure {
-    (
-        reason::UPLOAD_ERROR,
+    Failure::new(
+        Reason::UploadError,
         format!("cannot save upload progress: {e}"),
     )
 }
@@ -207,7 +205,7 @@ pub async fn upload(
                 .dest
                 .create_multipart(key, opts)
                 .await
-                .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                .map_err(Failure::from)?;
             let record = UploadRecord {
                 path: file.path.clone(),
                 size: file.size,
@@ -244,7 +242,7 @@ pub async fn upload(
                         .dest
                         .upload_part_copy(key, id, number, from, offset, len)
                         .await
-                        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                        .map_err(Failure::from)?;
                     (etag, None)
                 }
                 None => {
@@ -253,7 +251,7 @@ pub async fn upload(
                         .dest
                         .upload_part(key, id, number, body)
                         .await
-                        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                        .map_err(Failure::from)?;
                     (etag, slot.get())
                 }
             };
@@ -282,7 +280,7 @@ pub async fn upload(
         Ok(etag) => etag,
         Err(e) => completed_anyway(ctx, key, file, infos.len())
             .await
-            .ok_or((reason::UPLOAD_ERROR, e.message))?,
+            .ok_or(Failure::new(Reason::UploadError, e.message))?,
     };
     let _ = fs::remove_dir_all(&dir);
     Ok(Uploaded {
@@ -332,7 +330,7 @@ async fn resume(
             .dest
             .list_parts(key, &record.upload_id)
             .await
-            .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+            .map_err(Failure::from)?;
         if let Some(server) = server {
             // Servers differ in quoting ETags between UploadPart and ListParts, and some
             // (s3s-fs) list no ETag at all: then the part's size has to do.

@@ -15,13 +15,11 @@ use crate::config::AuditMode;
 use crate::dest::{META_SRC_MTIME, ObjectMeta};
 use crate::key::content_type;
 use crate::payload::{ByteStream, Hashers, is_md5_hex};
+use crate::reason::Reason;
 use crate::source::SourceObject;
-use crate::task::record::reason;
 
-use super::JobContext;
 use super::parts::{Expected, hex, multipart_etag, part_size};
-
-pub type Failure = (&'static str, String);
+use super::{Failure, JobContext};
 
 /// Checks the object against the file per `mode`; returns the audit.log words saying what
 /// proved it.
@@ -39,19 +37,19 @@ pub async fn verify(
     let meta = match ctx.dest.head(key).await {
         Ok(Some(meta)) => meta,
         Ok(None) => {
-            return Err((
-                reason::MISSING,
+            return Err(Failure::new(
+                Reason::Missing,
                 format!("`{key}` is not at the destination"),
             ));
         }
-        Err(e) => return Err((reason::UPLOAD_ERROR, e.message)),
+        Err(e) => return Err(Failure::new(Reason::UploadError, e.message)),
     };
     if meta.size != file.size {
         let msg = format!(
             "source {} bytes, destination {} bytes",
             file.size, meta.size
         );
-        return Err((reason::SIZE_NOT_MATCH, msg));
+        return Err(Failure::new(Reason::SizeNotMatch, msg));
     }
     if mode == AuditMode::Simple {
         return Ok("audit=simple(size; content not verified)".into());
@@ -69,9 +67,9 @@ fn general(key: &str, file: &SourceObject, meta: &ObjectMeta) -> Result<(), Fail
     // as it also depends on the two clocks agreeing.
     let recorded = meta.metadata.get(META_SRC_MTIME);
     if recorded.is_none() && meta.last_modified.is_some_and(|t| t < file.mtime) {
-        return Err((
-            reason::MTIME_NOT_MATCH,
-            "the object is older than the file".into(),
+        return Err(Failure::new(
+            Reason::MtimeNotMatch,
+            "the object is older than the file",
         ));
     }
     if let Some(recorded) = recorded
@@ -81,12 +79,12 @@ fn general(key: &str, file: &SourceObject, meta: &ObjectMeta) -> Result<(), Fail
             "the object was made from the file as of {recorded}, the file's mtime is {}",
             file.mtime
         );
-        return Err((reason::MTIME_NOT_MATCH, msg));
+        return Err(Failure::new(Reason::MtimeNotMatch, msg));
     }
     let want = content_type(key);
     if meta.content_type.as_deref().is_some_and(|ct| ct != want) {
         let msg = format!("Content-Type is {:?}, expected {want:?}", meta.content_type);
-        return Err((reason::HEADER_NOT_MATCH, msg));
+        return Err(Failure::new(Reason::HeaderNotMatch, msg));
     }
     Ok(())
 }
@@ -139,8 +137,8 @@ async fn content(
 }
 
 fn mismatch(key: &str, what: &str) -> Failure {
-    (
-        reason::CHECKSUM_NOT_MATCH,
+    Failure::new(
+        Reason::ChecksumNotMatch,
         format!("{what} of `{key}` differs from the source's"),
     )
 }
@@ -229,31 +227,27 @@ async fn source_bytes(ctx: &JobContext, file: &SourceObject) -> Result<ByteStrea
         .source
         .open(file, 0, file.size)
         .await
-        .map_err(|e| (reason::READ_ERROR, e.to_string()))?
+        .map_err(|e| Failure::new(Reason::ReadError, e.to_string()))?
         .paced(ctx.limiter.clone());
     Ok(body.stream())
 }
 
 fn read_failure(e: std::io::Error) -> Failure {
-    let why = if e.to_string().contains(reason::SIZE_NOT_MATCH) {
-        reason::SIZE_NOT_MATCH
+    let why = if e.to_string().contains(Reason::SizeNotMatch.as_str()) {
+        Reason::SizeNotMatch
     } else {
-        reason::READ_ERROR
+        Reason::ReadError
     };
-    (why, format!("cannot read the source to check it: {e}"))
+    Failure::new(why, format!("cannot read the source to check it: {e}"))
 }
 
 /// Downloads the object and compares it with the source byte for byte, both streamed.
 async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(), Failure> {
-    let mut remote = ctx
-        .dest
-        .read(key)
-        .await
-        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let mut remote = ctx.dest.read(key).await.map_err(Failure::from)?;
     let mut local = source_bytes(ctx, file).await?;
     let differs = |at: u64| {
-        (
-            reason::CHECKSUM_NOT_MATCH,
+        Failure::new(
+            Reason::ChecksumNotMatch,
             format!("`{key}` differs from the source at byte {at} or after (read back)"),
         )
     };
@@ -261,7 +255,7 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
     let mut pending = bytes::Bytes::new();
     let mut seen = 0u64;
     while let Some(chunk) = remote.next().await {
-        let mut chunk = chunk.map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+        let mut chunk = chunk.map_err(Failure::from)?;
         while !chunk.is_empty() {
             if pending.is_empty() {
                 pending = match local.next().await {
@@ -269,7 +263,7 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
                     None => {
                         let msg =
                             format!("`{key}` is longer than the source's {} bytes", file.size);
-                        return Err((reason::CHECKSUM_NOT_MATCH, msg));
+                        return Err(Failure::new(Reason::ChecksumNotMatch, msg));
                     }
                 };
             }
@@ -283,8 +277,8 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
         }
     }
     if seen != file.size {
-        return Err((
-            reason::CHECKSUM_NOT_MATCH,
+        return Err(Failure::new(
+            Reason::ChecksumNotMatch,
             format!("`{key}` has {seen} bytes, the source {}", file.size),
         ));
     }

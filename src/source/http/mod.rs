@@ -20,7 +20,7 @@ mod conn;
 use super::httplist::parse_line;
 use super::{Body, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject};
 use crate::error::{Error, Result};
-use crate::task::record::reason;
+use crate::reason::Reason;
 use conn::{Conn, UrlRange};
 
 /// Lines whose HEAD requests are in flight at once while listing.
@@ -182,7 +182,7 @@ impl HttpSource {
             Err(message) => {
                 return Some(Err(Error::Listing {
                     path: RelPath(format!("{}:{line_no}", self.list.display()).into_bytes()),
-                    reason: reason::BAD_LIST_LINE,
+                    reason: Reason::BadListLine,
                     locator: None,
                     message: format!("line {line_no}: {message}"),
                 }));
@@ -196,13 +196,13 @@ impl HttpSource {
             }
             Ok(None) => Err(Error::Listing {
                 path: rel,
-                reason: reason::FILE_NOT_FOUND,
+                reason: Reason::FileNotFound,
                 locator: Some(line.url.clone()),
                 message: format!("{} answers 404 Not Found", line.url),
             }),
             Err(f) => Err(Error::Listing {
                 path: rel,
-                reason: reason::READ_ERROR,
+                reason: Reason::ReadError,
                 locator: Some(line.url.clone()),
                 message: f.message,
             }),
