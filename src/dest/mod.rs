@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::JobConfig;
-use crate::payload::Body;
+use crate::payload::{Body, ReadFaultKind};
 
 /// User metadata key holding the source file's mtime (unix seconds), so skip-existing and
 /// audit compare with the file's own time rather than the upload time.
@@ -73,6 +73,8 @@ pub struct DestError {
     pub message: String,
     /// Worth trying again: timeouts, resets, 5xx, throttling.
     pub transient: bool,
+    /// The request failed because reading its body from the source failed for good, this way.
+    pub read_fault: Option<ReadFaultKind>,
 }
 
 impl DestError {
@@ -80,6 +82,7 @@ impl DestError {
         DestError {
             message: message.into(),
             transient: false,
+            read_fault: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::JobConfig;
 use crate::dest::{DestError, Destination};
 use crate::error::Result;
-use crate::payload::DigestSlot;
+use crate::payload::{DigestSlot, ReadFaultKind};
 use crate::reason::Reason;
 use crate::relpath::RelPath;
 use crate::source::Source;
@@ -29,6 +29,9 @@ use crate::workdir::WorkDir;
 pub struct Failure {
     pub reason: Reason,
     pub message: String,
+    /// A destination request failed because its body could not be read from the source, this
+    /// way: the transfer decides the file's real reason (or another way to send it) from it.
+    pub read_fault: Option<ReadFaultKind>,
 }
 
 impl Failure {
@@ -36,15 +39,20 @@ impl Failure {
         Failure {
             reason,
             message: message.into(),
+            read_fault: None,
         }
     }
 }
 
-/// A destination request that failed after its retries: UPLOAD_ERROR, unless the cause is
-/// found to be the source's.
+/// A destination request that failed after its retries: UPLOAD_ERROR, unless the transfer
+/// finds the cause in the source.
 impl From<DestError> for Failure {
     fn from(e: DestError) -> Failure {
-        Failure::new(Reason::UploadError, e.message)
+        Failure {
+            reason: Reason::UploadError,
+            message: e.message,
+            read_fault: e.read_fault,
+        }
     }
 }
 

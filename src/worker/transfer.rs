@@ -5,6 +5,7 @@
 use crate::config::JobType;
 use crate::dest::{CopySource, META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
 use crate::key::{content_type, object_key};
+use crate::payload::ReadFaultKind;
 use crate::reason::Reason;
 use crate::source::{Probe, SourceObject};
 use crate::task::record::{FileRecord, Outcome};
@@ -221,7 +222,7 @@ async fn upload(
     if in_parts(ctx, file) {
         let up = match multipart::upload(ctx, key, file, opts, from.as_ref()).await {
             Ok(up) => up,
-            Err(f) if f.message.contains(crate::source::http::RANGE_NOT_SUPPORTED) => {
+            Err(f) if f.read_fault == Some(ReadFaultKind::RangeIgnored) => {
                 tracing::warn!(
                     "{}: the source server ignores Range, so it goes up in one request",
                     file.path
@@ -329,7 +330,7 @@ async fn explain_failure(
             "the file was deleted while it was uploaded".to_string(),
         )),
         // The source refused the read itself (access denied, an archived object).
-        _ if failure.message.contains("(READ_ERROR") => {
+        _ if failure.read_fault == Some(ReadFaultKind::Refused) => {
             Some(Failure::new(Reason::ReadError, failure.message.clone()))
         }
         // A read pinned to the listed version says itself that the version is gone.

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use crate::config::AuditMode;
 use crate::dest::{META_SRC_MTIME, ObjectMeta};
 use crate::key::content_type;
-use crate::payload::{ByteStream, Hashers, is_md5_hex};
+use crate::payload::{ByteStream, Hashers, ReadFault, ReadFaultKind, is_md5_hex};
 use crate::reason::Reason;
 use crate::source::SourceObject;
 
@@ -233,10 +233,9 @@ async fn source_bytes(ctx: &JobContext, file: &SourceObject) -> Result<ByteStrea
 }
 
 fn read_failure(e: std::io::Error) -> Failure {
-    let why = if e.to_string().contains(Reason::SizeNotMatch.as_str()) {
-        Reason::SizeNotMatch
-    } else {
-        Reason::ReadError
+    let why = match ReadFault::find(&e).map(|f| f.kind) {
+        Some(ReadFaultKind::Changed) => Reason::SizeNotMatch,
+        _ => Reason::ReadError,
     };
     Failure::new(why, format!("cannot read the source to check it: {e}"))
 }

@@ -26,9 +26,6 @@ use conn::{Conn, UrlRange};
 /// Lines whose HEAD requests are in flight at once while listing.
 const HEADS_IN_FLIGHT: usize = 16;
 
-/// Words in a body error that make the worker send the file in one request instead.
-pub const RANGE_NOT_SUPPORTED: &str = "RANGE_NOT_SUPPORTED";
-
 /// A list file's identity: its size and the MD5 of its bytes, to tell an edit after submit
 /// (not its mtime: a `touch` or a copy without `-p` changes nothing that matters).
 ///
