@@ -38,8 +38,8 @@ pub enum Error {
     #[error("cannot list `{path}`: {message}")]
     Listing {
         path: crate::relpath::RelPath,
-        /// The error.list word for it (READ_ERROR, BAD_LIST_LINE, FILE_NOT_FOUND).
-        reason: &'static str,
+        /// Why, for error.list (READ_ERROR, BAD_LIST_LINE, FILE_NOT_FOUND).
+        reason: crate::reason::Reason,
         message: String,
         /// Where the source finds the entry (an http list's URL), so `retry` can try it.
         locator: Option<String>,

@@ -4,10 +4,12 @@
 //! - [`config`]: `conf/local_job.cfg` and `conf/sys.properties` into typed settings.
 //! - [`workdir`]: every path under `workingDir`, atomic writes, the service lock.
 //! - [`task`]: task ids and the on-disk formats of a task folder (TASK, STATUS, audit.log, ...).
+//! - [`reason`]: the one word that says why a file failed or was skipped.
 //! - [`source`] / [`dest`]: the one trait for sources and the one for the destination, with
 //!   our own neutral types between them.
-//! - [`relpath`] / [`payload`]: a file's relative path, and the bytes that travel (a
-//!   re-openable byte range, paced and hashed on the way).
+//! - [`relpath`] / [`escape`] / [`payload`]: a file's relative path, its one-line escaped
+//!   form in every state file, and the bytes that travel (a re-openable byte range, paced and
+//!   hashed on the way).
 //! - [`master`]: lists the source and splits it into persisted tasks, with checkpoints.
 //! - [`worker`]: transfers the files of a task.
 //! - [`throttle`]: the process-wide bandwidth cap.
@@ -29,10 +31,12 @@ pub mod commands;
 pub mod config;
 pub mod dest;
 pub mod error;
+pub mod escape;
 pub mod hooks;
 pub mod key;
 pub mod master;
 pub mod payload;
+pub mod reason;
 pub mod relpath;
 pub mod report;
 pub mod retry;

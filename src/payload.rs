@@ -16,14 +16,65 @@ use crate::throttle::RateLimiter;
 /// A stream of bytes, chunk by chunk.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
-/// Words in a read error that mean the same failure on every try: the destination does not
-/// retry a request whose body failed with one of them.
-pub const PERMANENT_READ_ERRORS: [&str; 4] = [
-    "SIZE_NOT_MATCH",
-    "FILE_NOT_FOUND",
-    "RANGE_NOT_SUPPORTED",
-    "(READ_ERROR",
-];
+/// How a source read failed for good. Each is the same on every try, so no request is retried
+/// for it; the worker decides the file's reason from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFaultKind {
+    /// The source changed (size, version, mtime) after it was listed: SIZE_NOT_MATCH.
+    Changed,
+    /// The source was deleted after it was listed: FILE_NOT_FOUND.
+    Deleted,
+    /// The source refused the read (access denied, an archived object): READ_ERROR.
+    Refused,
+    /// The server ignored a Range header. No failure reason of its own: the worker sends the
+    /// file in one request instead.
+    RangeIgnored,
+}
+
+/// A source read that failed for good, carried as the inner error of the `io::Error` a body
+/// stream yields. Its text is what users read in error.list; code looks at `kind` only, found
+/// with [`ReadFault::find`] however deeply the HTTP client wrapped it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ReadFault {
+    pub kind: ReadFaultKind,
+    pub message: String,
+}
+
+impl ReadFault {
+    /// The fault as the `io::Error` of a body stream.
+    pub fn io(kind: ReadFaultKind, message: impl Into<String>) -> io::Error {
+        ReadFault::io_as(io::ErrorKind::Other, kind, message)
+    }
+
+    /// The same with the `io::ErrorKind` of the failure it stands for.
+    pub fn io_as(
+        io_kind: io::ErrorKind,
+        kind: ReadFaultKind,
+        message: impl Into<String>,
+    ) -> io::Error {
+        let message = message.into();
+        io::Error::new(io_kind, ReadFault { kind, message })
+    }
+
+    /// The fault in `err` or anywhere in its chain of sources.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ReadFault> {
+        let mut next = Some(err);
+        while let Some(e) = next {
+            if let Some(fault) = e.downcast_ref::<ReadFault>() {
+                return Some(fault);
+            }
+            // `io::Error::source` skips the error it wraps and goes on with that one's source,
+            // so the wrapped error itself is looked at here.
+            let wrapped = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+            if let Some(fault) = wrapped.and_then(|w| ReadFault::find(w)) {
+                return Some(fault);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
 
 /// Opens the same bytes again, for each attempt of a request.
 pub trait Reopen: Send + Sync {
@@ -161,8 +212,9 @@ impl Pass {
         let mut chunk = match inner.next().await {
             Some(chunk) => chunk?,
             None => {
-                return Err(io::Error::new(
+                return Err(ReadFault::io_as(
                     io::ErrorKind::UnexpectedEof,
+                    ReadFaultKind::Changed,
                     format!(
                         "{} ended {} bytes early: it changed after it was listed (SIZE_NOT_MATCH)",
                         self.body.what, self.remaining
@@ -280,6 +332,30 @@ mod tests {
     async fn a_source_shorter_than_listed_is_size_not_match() {
         let err = read_all(&memory(b"short", 10)).await.unwrap_err();
         assert!(err.to_string().contains("SIZE_NOT_MATCH"), "{err}");
+        assert_eq!(
+            ReadFault::find(&err).map(|f| f.kind),
+            Some(ReadFaultKind::Changed)
+        );
+    }
+
+    /// An error that hides another one behind `source()`, as hyper's and the SDK's do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("request failed")]
+    struct Wrapper(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    #[test]
+    fn a_read_fault_is_found_however_deeply_it_is_wrapped() {
+        let fault = ReadFault::io(ReadFaultKind::Deleted, "`f` was deleted (FILE_NOT_FOUND)");
+        // The text stays the message users read.
+        assert_eq!(fault.to_string(), "`f` was deleted (FILE_NOT_FOUND)");
+        let wrapped = Wrapper(Box::new(Wrapper(Box::new(io::Error::other(fault)))));
+        let found = ReadFault::find(&wrapped).expect("the fault behind two wrappers");
+        assert_eq!(found.kind, ReadFaultKind::Deleted);
+        let plain = Wrapper(Box::new(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "reset",
+        )));
+        assert_eq!(ReadFault::find(&plain), None);
     }
 
     #[tokio::test]

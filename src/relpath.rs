@@ -42,6 +42,6 @@ impl RelPath {
 
 impl fmt::Display for RelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::task::escape::escape(&self.0))
+        f.write_str(&crate::escape::escape(&self.0))
     }
 }

@@ -27,7 +27,7 @@ struct Line<'a> {
     size: u64,
     mtime: Option<i64>,
     result: &'static str,
-    reason: &'a str,
+    reason: &'static str,
     proof: Option<&'a str>,
     detail: &'a str,
 }
@@ -64,7 +64,7 @@ pub fn write_report(workdir: &WorkDir, job: &str, dest_prefix: &str) -> Result<u
                     } else {
                         "SKIPPED"
                     },
-                    reason: &rec.reason,
+                    reason: rec.reason_word(),
                     proof: rec.detail.split(' ').find(|w| w.starts_with("audit=")),
                     detail: &rec.detail,
                 };

@@ -114,12 +114,8 @@ impl JobConfig {
                 )
             })?,
         };
-        if let Err(message) = s3_endpoint(vendor, &self.src_domain, &self.src_bucket, self.app_id) {
-            let key = ["srcBucket", "appId"]
-                .into_iter()
-                .find(|k| message.contains(k))
-                .unwrap_or("srcDomain");
-            return Err(self.error_at(key, message));
+        if let Err(e) = s3_endpoint(vendor, &self.src_domain, &self.src_bucket, self.app_id) {
+            return Err(self.error_at(e.key, e.message));
         }
         for (key, secret) in [
             ("srcAccessKey", &self.src_access_key),

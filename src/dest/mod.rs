@@ -1,7 +1,7 @@
 //! The one trait for the destination and the neutral types it speaks; no SDK type crosses it.
 
 pub mod body;
-pub mod retry;
+pub mod retrying;
 pub mod s3;
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::JobConfig;
-use crate::payload::Body;
+use crate::payload::{Body, ReadFaultKind};
 
 /// User metadata key holding the source file's mtime (unix seconds), so skip-existing and
 /// audit compare with the file's own time rather than the upload time.
@@ -73,6 +73,8 @@ pub struct DestError {
     pub message: String,
     /// Worth trying again: timeouts, resets, 5xx, throttling.
     pub transient: bool,
+    /// The request failed because reading its body from the source failed for good, this way.
+    pub read_fault: Option<ReadFaultKind>,
 }
 
 impl DestError {
@@ -80,6 +82,7 @@ impl DestError {
         DestError {
             message: message.into(),
             transient: false,
+            read_fault: None,
         }
     }
 }
@@ -169,5 +172,5 @@ pub fn open(job: &JobConfig, tries: usize) -> Arc<dyn Destination> {
         access_key: job.dest_access_key.expose(),
         secret_key: job.dest_secret_key.expose(),
     });
-    Arc::new(retry::RetryingDestination::new(s3, tries))
+    Arc::new(retrying::RetryingDestination::new(s3, tries))
 }

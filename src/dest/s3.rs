@@ -15,7 +15,7 @@ use super::{
     ByteChunks, CopySource, DestError, DestResult, Destination, ObjectMeta, OpenUpload, PartInfo,
     PutOptions,
 };
-use crate::payload::Body;
+use crate::payload::{Body, ReadFault};
 use crate::s3client::{CaptureHeader, ClientSettings, build_client, describe};
 use crate::source::endpoint::{host_of, is_ip_or_localhost, oss_region};
 
@@ -80,13 +80,11 @@ impl S3Destination {
     {
         let f = describe(what, key, &e, &self.secrets);
         // A source that changed or vanished while it was read fails the same way every try.
-        let transient = f.transient
-            && !crate::payload::PERMANENT_READ_ERRORS
-                .iter()
-                .any(|w| f.message.contains(w));
+        let read_fault = ReadFault::find(&e).map(|fault| fault.kind);
         DestError {
             message: f.message,
-            transient,
+            transient: f.transient && read_fault.is_none(),
+            read_fault,
         }
     }
 }
@@ -136,6 +134,7 @@ impl Destination for S3Destination {
                         e.message
                     ),
                     transient: e.transient,
+                    read_fault: e.read_fault,
                 }
             })
     }
@@ -256,6 +255,7 @@ impl Destination for S3Destination {
                         Err(DestError {
                             message: format!("GET `{key}`: reading the body failed: {e}"),
                             transient: true,
+                            read_fault: None,
                         }),
                         None,
                     )),
@@ -488,3 +488,6 @@ impl S3Destination {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,8 +19,8 @@ use std::path::Path;
 use md5::{Digest, Md5};
 
 use crate::error::{Error, IoContext, Result};
+use crate::escape::{escape, unescape};
 use crate::source::RelPath;
-use crate::task::escape::{escape, unescape};
 use crate::workdir::write_atomic;
 
 const MAGIC: &str = "# ossimport-rs scan checkpoint v1";

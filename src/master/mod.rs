@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::error::Result;
+use crate::reason::Reason;
 use crate::relpath::RelPath;
 use crate::source::Source;
 use crate::task::record::{FileRecord, Outcome};
@@ -92,7 +93,7 @@ impl Since {
 struct Unlisted {
     at: u64,
     path: RelPath,
-    reason: &'static str,
+    reason: Reason,
     message: String,
     locator: Option<String>,
 }
@@ -169,7 +170,7 @@ impl Master {
             }
             records.push(FileRecord::new(
                 Outcome::Skipped,
-                "RELISTED",
+                Some(Reason::Relisted),
                 0,
                 entry.path.clone(),
                 "listed again; its files are in new tasks",
@@ -191,7 +192,7 @@ impl Master {
             let _ = self.to_dispatcher.send(Split::Task(id.clone())).await;
             records.extend(retry.files.into_iter().map(|f| {
                 let detail = format!("to be sent again in task {id}");
-                FileRecord::new(Outcome::Skipped, "RELISTED", 0, f.path, detail)
+                FileRecord::new(Outcome::Skipped, Some(Reason::Relisted), 0, f.path, detail)
             }));
         }
         Ok(Some(records))

@@ -77,7 +77,7 @@ pub(super) fn create_unlisted(
         .into_iter()
         .map(|u| {
             let detail = format!("cannot list it: {}", u.message);
-            FileRecord::new(Outcome::Failed, u.reason, 0, u.path, detail)
+            FileRecord::new(Outcome::Failed, Some(u.reason), 0, u.path, detail)
         })
         .collect();
     let audit: String = records.iter().map(FileRecord::audit_line).collect();

@@ -42,13 +42,30 @@ const DEFAULT_REGION: &str = "us-east-1";
 const COS_SHORT: &str = "sh=ap-shanghai gz=ap-guangzhou tj=ap-beijing-1 bj=ap-beijing cd=ap-chengdu \
                          sgp=ap-singapore hk=ap-hongkong ca=na-toronto ger=eu-frankfurt cq=ap-chongqing";
 
-/// Errors are one sentence for the user naming srcDomain / srcBucket and what to write instead.
+/// A source endpoint that cannot be used: one sentence for the user naming srcDomain /
+/// srcBucket and what to write instead, and the key it is about, so that a config error
+/// points at that key's line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EndpointError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl EndpointError {
+    fn new(key: &'static str, message: String) -> EndpointError {
+        EndpointError { key, message }
+    }
+}
+
+/// # Errors
+/// When srcDomain or srcBucket (with appId for COS) name no endpoint of `vendor`.
 pub fn s3_endpoint(
     vendor: S3Vendor,
     src_domain: &str,
     src_bucket: &str,
     app_id: u64,
-) -> Result<S3Endpoint, String> {
+) -> Result<S3Endpoint, EndpointError> {
     let example = match vendor {
         S3Vendor::Oss => "http://oss-cn-hangzhou-internal.aliyuncs.com",
         S3Vendor::S3 => "http://s3.us-east-1.amazonaws.com",
@@ -59,35 +76,48 @@ pub fn s3_endpoint(
     let shown = &hide_userinfo(src_domain.trim());
     let domain = shown.trim_end_matches('/');
     if domain.is_empty() {
-        return Err(format!(
-            "srcDomain is blank; write the endpoint, such as srcDomain={example}"
+        return Err(EndpointError::new(
+            "srcDomain",
+            format!("srcDomain is blank; write the endpoint, such as srcDomain={example}"),
         ));
     }
     // The template comment says "no /", but a stray one around the name is harmless.
     let bucket = src_bucket.trim().trim_matches('/');
     if bucket.is_empty() || bucket.contains('/') {
-        return Err(format!(
-            "srcBucket `{bucket}` is not a bucket name; write the bucket alone, such as \
-             srcBucket=mybucket, and any folder in srcPrefix"
+        return Err(EndpointError::new(
+            "srcBucket",
+            format!(
+                "srcBucket `{bucket}` is not a bucket name; write the bucket alone, such as \
+                 srcBucket=mybucket, and any folder in srcPrefix"
+            ),
         ));
     }
     let bucket = match vendor {
-        S3Vendor::Cos => cos_bucket(bucket, app_id)?,
+        S3Vendor::Cos => {
+            cos_bucket(bucket, app_id).map_err(|m| EndpointError::new("srcBucket", m))?
+        }
         _ => bucket.to_string(),
     };
     let (url, region, path_style) = if vendor == S3Vendor::Cos && !domain.contains("://") {
         let region = cos_region(domain).ok_or_else(|| {
-            format!(
-                "srcDomain `{shown}` is not a COS region; write a region id such as \
-                 srcDomain=ap-guangzhou or a short code (sh gz tj bj cd sgp hk ca ger cq)"
+            EndpointError::new(
+                "srcDomain",
+                format!(
+                    "srcDomain `{shown}` is not a COS region; write a region id such as \
+                     srcDomain=ap-guangzhou or a short code (sh gz tj bj cd sgp hk ca ger cq)"
+                ),
             )
         })?;
         let url = format!("https://cos.{region}.myqcloud.com");
         (url, Some(region), false)
     } else {
         located(vendor, domain, &bucket).map_err(|why| {
-            format!(
-                "srcDomain `{shown}` {why}; write scheme://host[:port], such as srcDomain={example}"
+            EndpointError::new(
+                "srcDomain",
+                format!(
+                    "srcDomain `{shown}` {why}; write scheme://host[:port], such as \
+                     srcDomain={example}"
+                ),
             )
         })?
     };
@@ -392,8 +422,23 @@ mod tests {
             assert_eq!(run(&format!("cos {short} b-1250000000 0")), want);
         }
         let blank = |d, b| s3_endpoint(S3Vendor::Oss, d, b, 0).unwrap_err();
-        assert!(blank(" ", "b").starts_with("srcDomain is blank; write the endpoint, such as"));
-        assert!(blank("http://h", " / ").starts_with("srcBucket `` is not a bucket name"));
+        let domain = blank(" ", "b");
+        assert_eq!(domain.key, "srcDomain");
+        assert!(
+            domain
+                .message
+                .starts_with("srcDomain is blank; write the endpoint, such as")
+        );
+        let bucket = blank("http://h", " / ");
+        assert_eq!(bucket.key, "srcBucket");
+        assert!(
+            bucket
+                .message
+                .starts_with("srcBucket `` is not a bucket name")
+        );
+        // About srcDomain, though it names srcBucket.
+        let named = blank("http://b.oss-cn-hangzhou.aliyuncs.com", "b");
+        assert_eq!(named.key, "srcDomain", "{named}");
     }
 
     #[test]

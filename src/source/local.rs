@@ -19,8 +19,8 @@ use super::{
     Body, LIST_BATCH, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject,
 };
 use crate::error::{Error, IoContext, Result};
-use crate::payload::{ByteStream, Reopen};
-use crate::task::record::reason::READ_ERROR;
+use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
+use crate::reason::Reason;
 use crate::workdir::blocking;
 
 /// Bytes read from a file per chunk.
@@ -134,7 +134,7 @@ impl LocalSource {
                         Ok(None) => continue,
                         Err(e) => Err(Error::Listing {
                             path: rel,
-                            reason: READ_ERROR,
+                            reason: Reason::ReadError,
                             locator: None,
                             message: e.to_string(),
                         }),
@@ -150,7 +150,7 @@ impl LocalSource {
                         .map_or_else(|| e.to_string(), ToString::to_string);
                     Err(Error::Listing {
                         path: rel_of(&path),
-                        reason: READ_ERROR,
+                        reason: Reason::ReadError,
                         locator: None,
                         message,
                     })
@@ -253,7 +253,7 @@ impl Source for LocalSource {
     }
 }
 
-/// The words the worker and the destination read to stop retrying a deleted file.
+/// How a deleted file is worded in error.list.
 const DELETED: &str = "was deleted after it was listed (FILE_NOT_FOUND)";
 
 /// A range of a local file, read in chunks while it is sent (never whole in memory).
@@ -272,20 +272,25 @@ impl Reopen for FileRange {
             let mut file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => {
-                        io::Error::new(e.kind(), format!("`{}` {DELETED}", path.display()))
-                    }
+                    io::ErrorKind::NotFound => ReadFault::io_as(
+                        e.kind(),
+                        ReadFaultKind::Deleted,
+                        format!("`{}` {DELETED}", path.display()),
+                    ),
                     _ => e,
                 })?;
             // Another size is another file: reading `len` bytes of it would send a part of
             // the new content (or run short) under the listed size.
             let now = file.metadata().await?.len();
             if now != size {
-                return Err(io::Error::other(format!(
-                    "`{}` has {now} bytes, listed with {size}: it changed after it was listed \
-                     (SIZE_NOT_MATCH)",
-                    path.display()
-                )));
+                return Err(ReadFault::io(
+                    ReadFaultKind::Changed,
+                    format!(
+                        "`{}` has {now} bytes, listed with {size}: it changed after it was \
+                         listed (SIZE_NOT_MATCH)",
+                        path.display()
+                    ),
+                ));
             }
             file.seek(io::SeekFrom::Start(offset)).await?;
             let chunks = stream::unfold(Some((file, len)), |state| async move {
@@ -406,6 +411,9 @@ mod tests {
                 err = Some(e);
             }
         }
-        assert!(err.unwrap().to_string().contains("SIZE_NOT_MATCH"));
+        let err = err.unwrap();
+        assert!(err.to_string().contains("SIZE_NOT_MATCH"), "{err}");
+        let fault = ReadFault::find(&err).map(|f| f.kind);
+        assert_eq!(fault, Some(ReadFaultKind::Changed), "{err}");
     }
 }

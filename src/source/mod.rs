@@ -255,8 +255,8 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
             ))
         })?,
     };
-    let at =
-        s3_endpoint(vendor, &job.src_domain, &job.src_bucket, job.app_id).map_err(Error::Source)?;
+    let at = s3_endpoint(vendor, &job.src_domain, &job.src_bucket, job.app_id)
+        .map_err(|e| Error::Source(e.message))?;
     Ok(Box::new(s3::S3Source::new(
         &at,
         &job.src_prefix,

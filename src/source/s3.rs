@@ -24,7 +24,7 @@ use super::{
     SourceObject,
 };
 use crate::error::{Error, Result};
-use crate::payload::{ByteStream, Reopen};
+use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
 use crate::s3client::{CaptureHeader, ClientSettings, Failure, build_client, describe};
 
 /// The pieces every request needs, shared by the source and the bodies it opens.
@@ -405,18 +405,29 @@ impl Reopen for ObjectRange {
                 .when(|f: &Failure| f.transient)
                 .await
                 .map_err(|f| {
-                    // The words the worker and the destination read to stop retrying.
-                    let why = match f.status {
-                        Some(404) => " (FILE_NOT_FOUND: deleted after it was listed)",
-                        Some(412) => " (SIZE_NOT_MATCH: rewritten after it was listed)",
-                        Some(416) => " (SIZE_NOT_MATCH: shorter than when it was listed)",
+                    // Answers that will be the same on every try stop the retries, and say
+                    // what happened to the object.
+                    let (kind, why) = match f.status {
+                        Some(404) => (
+                            ReadFaultKind::Deleted,
+                            " (FILE_NOT_FOUND: deleted after it was listed)",
+                        ),
+                        Some(412) => (
+                            ReadFaultKind::Changed,
+                            " (SIZE_NOT_MATCH: rewritten after it was listed)",
+                        ),
+                        Some(416) => (
+                            ReadFaultKind::Changed,
+                            " (SIZE_NOT_MATCH: shorter than when it was listed)",
+                        ),
                         // Access denied, an archived object: the same on every try.
-                        Some(400..500) if !f.transient => {
-                            " (READ_ERROR: the source refused the read)"
-                        }
-                        _ => "",
+                        Some(400..500) if !f.transient => (
+                            ReadFaultKind::Refused,
+                            " (READ_ERROR: the source refused the read)",
+                        ),
+                        _ => return io::Error::other(f.message),
                     };
-                    io::Error::other(format!("{}{why}", f.message))
+                    ReadFault::io(kind, format!("{}{why}", f.message))
                 })?;
             // Servers that ignore If-Match (s3s-fs does) still name the version they sent.
             let sent = out.e_tag().map(|e| e.trim_matches('"').to_string());
@@ -424,10 +435,13 @@ impl Reopen for ObjectRange {
             if let (Some(sent), Some(listed)) = (&sent, listed)
                 && sent != listed
             {
-                return Err(io::Error::other(format!(
-                    "GET `{key}`: the object was rewritten after it was listed (ETag {listed} \
-                     then, {sent} now) (SIZE_NOT_MATCH)"
-                )));
+                return Err(ReadFault::io(
+                    ReadFaultKind::Changed,
+                    format!(
+                        "GET `{key}`: the object was rewritten after it was listed (ETag \
+                         {listed} then, {sent} now) (SIZE_NOT_MATCH)"
+                    ),
+                ));
             }
             // Without an ETag to pin (s3s-fs lists none) the size still tells a rewrite: the
             // total after the slash of `bytes 0-99/1234`, or the whole length without a range.
@@ -438,10 +452,13 @@ impl Reopen for ObjectRange {
             if let Some(total) = total
                 && total != size
             {
-                return Err(io::Error::other(format!(
-                    "GET `{key}`: the object has {total} bytes, listed with {size} \
-                     (SIZE_NOT_MATCH: rewritten after it was listed)"
-                )));
+                return Err(ReadFault::io(
+                    ReadFaultKind::Changed,
+                    format!(
+                        "GET `{key}`: the object has {total} bytes, listed with {size} \
+                         (SIZE_NOT_MATCH: rewritten after it was listed)"
+                    ),
+                ));
             }
             // Nor does a same-size rewrite escape: the answer's Last-Modified is the version's.
             let modified = out.last_modified().map(|t| t.secs());
@@ -449,10 +466,13 @@ impl Reopen for ObjectRange {
             let pinned_by_etag = version.is_some() && sent.is_some();
             if let Some(now) = modified.filter(|now| !pinned_by_etag && mtime > 0 && *now != mtime)
             {
-                return Err(io::Error::other(format!(
-                    "GET `{key}`: the object was modified at {now}, listed at {mtime} \
-                     (SIZE_NOT_MATCH: rewritten after it was listed)"
-                )));
+                return Err(ReadFault::io(
+                    ReadFaultKind::Changed,
+                    format!(
+                        "GET `{key}`: the object was modified at {now}, listed at {mtime} \
+                         (SIZE_NOT_MATCH: rewritten after it was listed)"
+                    ),
+                ));
             }
             // A server that ignored Range sends the object from byte 0: wrong for any part
             // but the first, whatever its length.

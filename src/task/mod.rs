@@ -1,6 +1,5 @@
 //! Tasks: their ids and the TASK file that describes one (see README "On-disk formats").
 
-pub mod escape;
 pub mod record;
 
 use std::fmt;
@@ -9,6 +8,7 @@ use std::path::Path;
 use md5::{Digest, Md5};
 
 use crate::error::{Error, IoContext, Result};
+use crate::escape;
 use crate::source::{RelPath, SourceObject};
 
 /// `<32 upper-case hex>_<13-digit epoch ms>@localhost`, as the original names task folders.

@@ -4,8 +4,9 @@
 //! `<UTC time>\t<OK|SKIPPED|FAILED>\t<REASON or ->\t<size>\t<escaped path>\t<detail>`
 //! error.list line: `<REASON>\t<escaped path>\t<message>`.
 
-use crate::source::RelPath;
-use crate::task::escape::unescape;
+use crate::escape::unescape;
+use crate::reason::Reason;
+use crate::relpath::RelPath;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -13,7 +14,7 @@ pub enum Outcome {
     Ok,
     /// Not sent on purpose (e.g. already at the destination); not a failure.
     Skipped,
-    /// The file did not make it; `reason` is a fixed upper-case word.
+    /// The file did not make it; `reason` says why.
     Failed,
 }
 
@@ -27,31 +28,15 @@ impl Outcome {
     }
 }
 
-/// Why a file failed; these words are stable (users grep error.list for them).
-pub mod reason {
-    pub const INVALID_KEY: &str = "INVALID_KEY";
-    pub const SIZE_NOT_MATCH: &str = "SIZE_NOT_MATCH";
-    pub const FILE_NOT_FOUND: &str = "FILE_NOT_FOUND";
-    pub const READ_ERROR: &str = "READ_ERROR";
-    pub const UPLOAD_ERROR: &str = "UPLOAD_ERROR";
-    /// A line of the http list that names no file (too few columns, not a URL).
-    pub const BAD_LIST_LINE: &str = "BAD_LIST_LINE";
-    /// Audit: the object is not at the destination.
-    pub const MISSING: &str = "MISSING";
-    /// Audit: the object is older than the file, or records another source mtime.
-    pub const MTIME_NOT_MATCH: &str = "MTIME_NOT_MATCH";
-    /// Audit: Content-Type or our metadata differ.
-    pub const HEADER_NOT_MATCH: &str = "HEADER_NOT_MATCH";
-    /// Audit: the content checksum differs.
-    pub const CHECKSUM_NOT_MATCH: &str = "CHECKSUM_NOT_MATCH";
-}
+/// The reason column of a record that has none (an OK file).
+const NO_REASON: &str = "-";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
     pub time: String,
     pub outcome: Outcome,
-    /// `-` unless failed or skipped.
-    pub reason: String,
+    /// `None` (written `-`) unless failed or skipped.
+    pub reason: Option<Reason>,
     pub size: u64,
     pub path: RelPath,
     pub detail: String,
@@ -60,7 +45,7 @@ pub struct FileRecord {
 impl FileRecord {
     pub fn new(
         outcome: Outcome,
-        reason: &str,
+        reason: Option<Reason>,
         size: u64,
         path: RelPath,
         detail: impl Into<String>,
@@ -68,11 +53,7 @@ impl FileRecord {
         FileRecord {
             time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             outcome,
-            reason: if reason.is_empty() {
-                "-".into()
-            } else {
-                reason.into()
-            },
+            reason,
             size,
             path,
             detail: one_line(&detail.into()),
@@ -83,12 +64,17 @@ impl FileRecord {
         self.outcome == Outcome::Failed
     }
 
+    /// The reason word as the record formats write it: `-` for none.
+    pub fn reason_word(&self) -> &'static str {
+        self.reason.map_or(NO_REASON, Reason::as_str)
+    }
+
     pub fn audit_line(&self) -> String {
         format!(
             "{}\t{}\t{}\t{}\t{}\t{}\n",
             self.time,
             self.outcome.word(),
-            self.reason,
+            self.reason_word(),
             self.size,
             self.path,
             self.detail
@@ -105,7 +91,11 @@ impl FileRecord {
             "FAILED" => Outcome::Failed,
             _ => return None,
         };
-        let reason = f.next()?.to_string();
+        // A word this tool does not write makes the line foreign, like a bad outcome.
+        let reason = match f.next()? {
+            NO_REASON => None,
+            word => Some(word.parse().ok()?),
+        };
         let size = f.next()?.parse().ok()?;
         let path = RelPath(unescape(f.next()?)?);
         let detail = f.next()?.to_string();
@@ -120,7 +110,7 @@ impl FileRecord {
     }
 
     pub fn error_line(&self) -> String {
-        format!("{}\t{}\t{}\n", self.reason, self.path, self.detail)
+        format!("{}\t{}\t{}\n", self.reason_word(), self.path, self.detail)
     }
 }
 
@@ -183,7 +173,7 @@ mod tests {
     fn audit_line_round_trips_and_error_list_names_the_path() {
         let rec = FileRecord::new(
             Outcome::Failed,
-            reason::INVALID_KEY,
+            Some(Reason::InvalidKey),
             7,
             RelPath(b"a\tb/c d".to_vec()),
             "key is 1100 bytes;\nOSS allows 1023",
@@ -197,6 +187,16 @@ mod tests {
         let errors = rec.error_line();
         assert!(errors.starts_with("INVALID_KEY\ta\\x09b/c d\t"), "{errors}");
         assert_eq!(parse_error_list(&errors), vec![rec.path]);
+    }
+
+    #[test]
+    fn an_ok_record_has_no_reason_and_a_foreign_word_makes_a_foreign_line() {
+        let rec = FileRecord::new(Outcome::Ok, None, 3, RelPath(b"f".to_vec()), "key=f");
+        let line = rec.audit_line();
+        assert_eq!(line.split('\t').nth(2), Some("-"), "{line}");
+        assert_eq!(FileRecord::parse_audit_line(line.trim_end()), Some(rec));
+        let foreign = "2024-01-01T00:00:00.000Z\tFAILED\tNO_SUCH_WORD\t3\tf\tx";
+        assert_eq!(FileRecord::parse_audit_line(foreign), None);
     }
 
     #[test]

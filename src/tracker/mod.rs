@@ -19,6 +19,7 @@ pub use finish::{PREVIOUS_AUDIT, TaskOutcome, finish_task, recover_finished};
 pub use journal::TaskJournal;
 
 use crate::error::{Error, Result};
+use crate::reason::Reason;
 use crate::relpath::RelPath;
 use crate::task::record::{FileRecord, Outcome};
 use crate::task::{TaskId, TaskSpec};
@@ -274,7 +275,7 @@ impl Tracker {
                 .map(|f| {
                     FileRecord::new(
                         Outcome::Failed,
-                        "UNEXPECTED",
+                        Some(Reason::Unexpected),
                         f.size,
                         f.path.clone(),
                         why.clone(),

@@ -2,6 +2,7 @@
 //! and sends each result to the tracker.
 
 pub mod multipart;
+pub mod parts;
 pub mod transfer;
 pub mod verify;
 
@@ -12,16 +13,48 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
-use crate::dest::Destination;
+use crate::dest::{DestError, Destination};
 use crate::error::Result;
-use crate::payload::DigestSlot;
+use crate::payload::{DigestSlot, ReadFaultKind};
+use crate::reason::Reason;
 use crate::relpath::RelPath;
 use crate::source::Source;
-use crate::task::record::reason;
 use crate::task::{TaskId, TaskSpec};
 use crate::throttle::RateLimiter;
 use crate::tracker::TrackerHandle;
 use crate::workdir::WorkDir;
+
+/// Why a file failed, on its way up to the file's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+    /// A destination request failed because its body could not be read from the source, this
+    /// way: the transfer decides the file's real reason (or another way to send it) from it.
+    pub read_fault: Option<ReadFaultKind>,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+            read_fault: None,
+        }
+    }
+}
+
+/// A destination request that failed after its retries: UPLOAD_ERROR, unless the transfer
+/// finds the cause in the source.
+impl From<DestError> for Failure {
+    fn from(e: DestError) -> Failure {
+        Failure {
+            reason: Reason::UploadError,
+            message: e.message,
+            read_fault: e.read_fault,
+        }
+    }
+}
 
 /// Opens a range of a file as a body paced by the bandwidth cap and, when checksums are
 /// wanted, hashed on the way; the slot receives the checksums once the body was sent.
@@ -30,13 +63,13 @@ pub(crate) async fn open_body(
     obj: &crate::source::SourceObject,
     offset: u64,
     len: u64,
-) -> std::result::Result<(crate::payload::Body, Arc<DigestSlot>), verify::Failure> {
+) -> std::result::Result<(crate::payload::Body, Arc<DigestSlot>), Failure> {
     let slot = Arc::new(DigestSlot::default());
     let mut body = ctx
         .source
         .open(obj, offset, len)
         .await
-        .map_err(|e| (crate::task::record::reason::READ_ERROR, e.to_string()))?
+        .map_err(|e| Failure::new(Reason::ReadError, e.to_string()))?
         .paced(ctx.limiter.clone());
     if ctx.need_digests {
         body = body.hashed(slot.clone());
@@ -141,7 +174,7 @@ pub async fn run_task(
             // the original; the known file faults (bad key, changed, missing) never stop a job.
             if ctx.abort_on_unexpected
                 && record.is_failed()
-                && record.reason == reason::UPLOAD_ERROR
+                && record.reason == Some(Reason::UploadError)
             {
                 ctx.abort(format!("{}: {}", record.path, record.detail));
                 return;

@@ -21,22 +21,14 @@ use crate::error::{Error, IoContext, Result};
 use crate::payload::Digests;
 use crate::source::{RelPath, SourceObject};
 
-use super::verify::{Expected, hex, multipart_etag};
-use crate::task::escape::{escape, unescape};
-use crate::task::record::reason;
+use super::parts::{Expected, hex, multipart_etag, part_size};
+use crate::escape::{escape, unescape};
+use crate::reason::Reason;
 use crate::workdir::{blocking, write_atomic};
 
-use super::{JobContext, open_body};
-
-/// S3 and OSS allow at most this many parts in one upload.
-const MAX_PARTS: u64 = 10_000;
+use super::{Failure, JobContext, open_body};
 
 const MAGIC: &str = "# ossimport-rs multipart v1";
-
-/// The part size actually used: the configured one, grown to stay within 10,000 parts.
-pub fn part_size(file_size: u64, configured: u64) -> u64 {
-    configured.max(file_size.div_ceil(MAX_PARTS)).max(1)
-}
 
 /// What a file's multipart upload was started for; a mismatch means the file changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,11 +168,9 @@ fn expected(parts: &[PartDone]) -> Option<Expected> {
     })
 }
 
-type Failure = (&'static str, String);
-
 fn state_err(e: Error) -> Failure {
-    (
-        reason::UPLOAD_ERROR,
+    Failure::new(
+        Reason::UploadError,
         format!("cannot save upload progress: {e}"),
     )
 }
@@ -215,7 +205,7 @@ pub async fn upload(
                 .dest
                 .create_multipart(key, opts)
                 .await
-                .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                .map_err(Failure::from)?;
             let record = UploadRecord {
                 path: file.path.clone(),
                 size: file.size,
@@ -252,7 +242,7 @@ pub async fn upload(
                         .dest
                         .upload_part_copy(key, id, number, from, offset, len)
                         .await
-                        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                        .map_err(Failure::from)?;
                     (etag, None)
                 }
                 None => {
@@ -261,7 +251,7 @@ pub async fn upload(
                         .dest
                         .upload_part(key, id, number, body)
                         .await
-                        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+                        .map_err(Failure::from)?;
                     (etag, slot.get())
                 }
             };
@@ -290,7 +280,7 @@ pub async fn upload(
         Ok(etag) => etag,
         Err(e) => completed_anyway(ctx, key, file, infos.len())
             .await
-            .ok_or((reason::UPLOAD_ERROR, e.message))?,
+            .ok_or(Failure::new(Reason::UploadError, e.message))?,
     };
     let _ = fs::remove_dir_all(&dir);
     Ok(Uploaded {
@@ -340,7 +330,7 @@ async fn resume(
             .dest
             .list_parts(key, &record.upload_id)
             .await
-            .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+            .map_err(Failure::from)?;
         if let Some(server) = server {
             // Servers differ in quoting ETags between UploadPart and ListParts, and some
             // (s3s-fs) list no ETag at all: then the part's size has to do.
@@ -447,14 +437,6 @@ pub async fn abandon(ctx: &JobContext, key: &str, file: &SourceObject) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn part_size_grows_to_stay_within_ten_thousand_parts() {
-        assert_eq!(part_size(100, 50), 50);
-        let huge = 10_000 * 50 + 1;
-        assert_eq!(part_size(huge, 50), 51);
-        assert!(huge.div_ceil(part_size(huge, 50)) <= MAX_PARTS);
-    }
 
     #[test]
     fn upload_record_round_trips() {

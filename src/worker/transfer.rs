@@ -5,11 +5,14 @@
 use crate::config::JobType;
 use crate::dest::{CopySource, META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
 use crate::key::{content_type, object_key};
+use crate::payload::ReadFaultKind;
+use crate::reason::Reason;
 use crate::source::{Probe, SourceObject};
-use crate::task::record::{FileRecord, Outcome, reason};
+use crate::task::record::{FileRecord, Outcome};
 
-use super::verify::{Expected, Failure, hex, verify};
-use super::{JobContext, multipart};
+use super::parts::{Expected, hex};
+use super::verify::verify;
+use super::{Failure, JobContext, multipart};
 
 /// Moves (or, in an audit job, checks) one file and says how it went; never fails the task.
 pub async fn transfer_file(ctx: &JobContext, file: &SourceObject, attempt: u32) -> FileRecord {
@@ -19,11 +22,22 @@ pub async fn transfer_file(ctx: &JobContext, file: &SourceObject, attempt: u32) 
     };
     match result {
         Ok(record) => record,
-        Err((why, msg)) => FileRecord::new(Outcome::Failed, why, file.size, file.path.clone(), msg),
+        Err(f) => FileRecord::new(
+            Outcome::Failed,
+            Some(f.reason),
+            file.size,
+            file.path.clone(),
+            f.message,
+        ),
     }
 }
 
-fn record(file: &SourceObject, outcome: Outcome, why: &str, detail: String) -> FileRecord {
+fn record(
+    file: &SourceObject,
+    outcome: Outcome,
+    why: Option<Reason>,
+    detail: String,
+) -> FileRecord {
     FileRecord::new(outcome, why, file.size, file.path.clone(), detail)
 }
 
@@ -36,7 +50,7 @@ fn folder_marker(ctx: &JobContext, file: &SourceObject) -> Option<FileRecord> {
     (store && file.size == 0 && (path.is_empty() || path.ends_with(b"/"))).then(|| {
         let why = "a folder marker of the source's console (a key ending in /, 0 bytes); \
                    folders need no object in OSS";
-        record(file, Outcome::Skipped, "FOLDER", why.into())
+        record(file, Outcome::Skipped, Some(Reason::Folder), why.into())
     })
 }
 
@@ -52,8 +66,8 @@ enum Checked {
 /// Looks at the file again before using it.
 async fn recheck(ctx: &JobContext, file: &SourceObject, attempt: u32) -> Result<Checked, Failure> {
     match ctx.source.probe(file).await {
-        Ok(Probe::Present(now)) if now.size != file.size && attempt == 1 => Err((
-            reason::SIZE_NOT_MATCH,
+        Ok(Probe::Present(now)) if now.size != file.size && attempt == 1 => Err(Failure::new(
+            Reason::SizeNotMatch,
             format!(
                 "listed with {} bytes, now {} bytes; it changed after listing",
                 file.size, now.size
@@ -67,15 +81,15 @@ async fn recheck(ctx: &JobContext, file: &SourceObject, attempt: u32) -> Result<
             Ok(Checked::Done(record(
                 file,
                 Outcome::Skipped,
-                "REMOVED",
+                Some(Reason::Removed),
                 why.into(),
             )))
         }
-        Ok(Probe::Missing) => Err((
-            reason::FILE_NOT_FOUND,
-            "the file was deleted after it was listed".into(),
+        Ok(Probe::Missing) => Err(Failure::new(
+            Reason::FileNotFound,
+            "the file was deleted after it was listed",
         )),
-        Err(e) => Err((reason::READ_ERROR, e.to_string())),
+        Err(e) => Err(Failure::new(Reason::ReadError, e.to_string())),
     }
 }
 
@@ -101,18 +115,14 @@ async fn transfer(
             Checked::Done(record) => return Ok(record),
         },
     };
-    let key =
-        object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;
+    let key = object_key(&ctx.job.dest_prefix, &file.path)
+        .map_err(|msg| Failure::new(Reason::InvalidKey, msg))?;
     if ctx.job.is_skip_exist_file {
-        let existing = ctx
-            .dest
-            .head(&key)
-            .await
-            .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+        let existing = ctx.dest.head(&key).await.map_err(Failure::from)?;
         if existing.is_some_and(|m| is_same(&m, file)) {
             let why =
                 format!("key={key} already at the destination: same size, not older than the file");
-            return Ok(record(file, Outcome::Skipped, "EXISTS", why));
+            return Ok(record(file, Outcome::Skipped, Some(Reason::Exists), why));
         }
     }
     let mut opts = PutOptions {
@@ -131,8 +141,8 @@ async fn transfer(
         && let Ok(Probe::Present(now)) = ctx.source.probe(file).await
         && !file.same_as(&now)
     {
-        return Err((
-            reason::SIZE_NOT_MATCH,
+        return Err(Failure::new(
+            Reason::SizeNotMatch,
             format!(
                 "changed while it was uploaded: {} bytes at mtime {} when read, {} bytes at mtime {} now",
                 file.size, file.mtime, now.size, now.mtime
@@ -147,7 +157,7 @@ async fn transfer(
     Ok(record(
         file,
         Outcome::Ok,
-        "",
+        None,
         format!("key={key} etag={etag}{note} {proof}"),
     ))
 }
@@ -159,7 +169,7 @@ async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord,
             "modified at {} after lastModify={}; not audited",
             file.mtime, ctx.job.last_modify
         );
-        return Ok(record(file, Outcome::Skipped, "MODIFIED", why));
+        return Ok(record(file, Outcome::Skipped, Some(Reason::Modified), why));
     }
     if let Some(skipped) = folder_marker(ctx, file) {
         return Ok(skipped);
@@ -169,10 +179,15 @@ async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord,
         Checked::Use(now) => now,
         Checked::Done(record) => return Ok(record),
     };
-    let key =
-        object_key(&ctx.job.dest_prefix, &file.path).map_err(|msg| (reason::INVALID_KEY, msg))?;
+    let key = object_key(&ctx.job.dest_prefix, &file.path)
+        .map_err(|msg| Failure::new(Reason::InvalidKey, msg))?;
     let proof = verify(ctx, &key, file, ctx.job.audit_mode, None).await?;
-    Ok(record(file, Outcome::Ok, "", format!("key={key} {proof}")))
+    Ok(record(
+        file,
+        Outcome::Ok,
+        None,
+        format!("key={key} {proof}"),
+    ))
 }
 
 /// Skip-existing: same size, and not older than the file — by the source mtime we recorded
@@ -207,7 +222,7 @@ async fn upload(
     if in_parts(ctx, file) {
         let up = match multipart::upload(ctx, key, file, opts, from.as_ref()).await {
             Ok(up) => up,
-            Err((_, msg)) if msg.contains(crate::source::http::RANGE_NOT_SUPPORTED) => {
+            Err(f) if f.read_fault == Some(ReadFaultKind::RangeIgnored) => {
                 tracing::warn!(
                     "{}: the source server ignores Range, so it goes up in one request",
                     file.path
@@ -258,7 +273,7 @@ async fn server_copy(
         .dest
         .copy_object(key, from, opts)
         .await
-        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+        .map_err(Failure::from)?;
     // No bytes passed here to hash: a detailed audit takes what the source says of them.
     let mut note = " copy=server-side".to_string();
     if ctx.record_md5 {
@@ -275,11 +290,7 @@ async fn single_put(
     opts: &mut PutOptions,
 ) -> Result<(String, String, Option<Expected>), Failure> {
     let (body, slot) = super::open_body(ctx, file, 0, file.size).await?;
-    let etag = ctx
-        .dest
-        .put(key, body, opts)
-        .await
-        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let etag = ctx.dest.put(key, body, opts).await.map_err(Failure::from)?;
     let digests = slot.get();
     let mut note = String::new();
     if let Some(d) = digests.filter(|_| ctx.record_md5) {
@@ -289,7 +300,7 @@ async fn single_put(
         ctx.dest
             .replace_metadata(key, opts)
             .await
-            .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+            .map_err(Failure::from)?;
         note = format!(" md5={}", hex(&d.md5));
     }
     let expected = digests.map(|d| Expected {
@@ -307,23 +318,25 @@ async fn explain_failure(
     failure: Failure,
 ) -> Failure {
     let cause = match ctx.source.probe(file).await {
-        Ok(Probe::Present(now)) if now.size != file.size => Some((
-            reason::SIZE_NOT_MATCH,
+        Ok(Probe::Present(now)) if now.size != file.size => Some(Failure::new(
+            Reason::SizeNotMatch,
             format!(
                 "changed while it was uploaded: {} bytes listed, {} bytes now",
                 file.size, now.size
             ),
         )),
-        Ok(Probe::Missing) => Some((
-            reason::FILE_NOT_FOUND,
+        Ok(Probe::Missing) => Some(Failure::new(
+            Reason::FileNotFound,
             "the file was deleted while it was uploaded".to_string(),
         )),
         // The source refused the read itself (access denied, an archived object).
-        _ if failure.1.contains("(READ_ERROR") => Some((reason::READ_ERROR, failure.1.clone())),
+        _ if failure.read_fault == Some(ReadFaultKind::Refused) => {
+            Some(Failure::new(Reason::ReadError, failure.message.clone()))
+        }
         // A read pinned to the listed version says itself that the version is gone.
-        Ok(Probe::Present(now)) if !file.same_as(&now) => Some((
-            reason::SIZE_NOT_MATCH,
-            format!("rewritten after it was listed: {}", failure.1),
+        Ok(Probe::Present(now)) if !file.same_as(&now) => Some(Failure::new(
+            Reason::SizeNotMatch,
+            format!("rewritten after it was listed: {}", failure.message),
         )),
         _ => None,
     };

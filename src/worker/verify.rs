@@ -14,22 +14,12 @@ use md5::{Digest, Md5};
 use crate::config::AuditMode;
 use crate::dest::{META_SRC_MTIME, ObjectMeta};
 use crate::key::content_type;
-use crate::payload::{ByteStream, Hashers, is_md5_hex};
+use crate::payload::{ByteStream, Hashers, ReadFault, ReadFaultKind, is_md5_hex};
+use crate::reason::Reason;
 use crate::source::SourceObject;
-use crate::task::record::reason;
 
-use super::JobContext;
-use super::multipart::part_size;
-
-pub type Failure = (&'static str, String);
-
-/// The checksums of what was sent (or of the file, for an audit job).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expected {
-    /// The ETag an S3 store gives these bytes: `<md5 hex>` or `<md5 of part md5s>-N`.
-    pub etag: Option<String>,
-    pub crc64: Option<u64>,
-}
+use super::parts::{Expected, hex, multipart_etag, part_size};
+use super::{Failure, JobContext};
 
 /// Checks the object against the file per `mode`; returns the audit.log words saying what
 /// proved it.
@@ -47,19 +37,19 @@ pub async fn verify(
     let meta = match ctx.dest.head(key).await {
         Ok(Some(meta)) => meta,
         Ok(None) => {
-            return Err((
-                reason::MISSING,
+            return Err(Failure::new(
+                Reason::Missing,
                 format!("`{key}` is not at the destination"),
             ));
         }
-        Err(e) => return Err((reason::UPLOAD_ERROR, e.message)),
+        Err(e) => return Err(Failure::new(Reason::UploadError, e.message)),
     };
     if meta.size != file.size {
         let msg = format!(
             "source {} bytes, destination {} bytes",
             file.size, meta.size
         );
-        return Err((reason::SIZE_NOT_MATCH, msg));
+        return Err(Failure::new(Reason::SizeNotMatch, msg));
     }
     if mode == AuditMode::Simple {
         return Ok("audit=simple(size; content not verified)".into());
@@ -77,9 +67,9 @@ fn general(key: &str, file: &SourceObject, meta: &ObjectMeta) -> Result<(), Fail
     // as it also depends on the two clocks agreeing.
     let recorded = meta.metadata.get(META_SRC_MTIME);
     if recorded.is_none() && meta.last_modified.is_some_and(|t| t < file.mtime) {
-        return Err((
-            reason::MTIME_NOT_MATCH,
-            "the object is older than the file".into(),
+        return Err(Failure::new(
+            Reason::MtimeNotMatch,
+            "the object is older than the file",
         ));
     }
     if let Some(recorded) = recorded
@@ -89,12 +79,12 @@ fn general(key: &str, file: &SourceObject, meta: &ObjectMeta) -> Result<(), Fail
             "the object was made from the file as of {recorded}, the file's mtime is {}",
             file.mtime
         );
-        return Err((reason::MTIME_NOT_MATCH, msg));
+        return Err(Failure::new(Reason::MtimeNotMatch, msg));
     }
     let want = content_type(key);
     if meta.content_type.as_deref().is_some_and(|ct| ct != want) {
         let msg = format!("Content-Type is {:?}, expected {want:?}", meta.content_type);
-        return Err((reason::HEADER_NOT_MATCH, msg));
+        return Err(Failure::new(Reason::HeaderNotMatch, msg));
     }
     Ok(())
 }
@@ -147,8 +137,8 @@ async fn content(
 }
 
 fn mismatch(key: &str, what: &str) -> Failure {
-    (
-        reason::CHECKSUM_NOT_MATCH,
+    Failure::new(
+        Reason::ChecksumNotMatch,
         format!("{what} of `{key}` differs from the source's"),
     )
 }
@@ -237,46 +227,26 @@ async fn source_bytes(ctx: &JobContext, file: &SourceObject) -> Result<ByteStrea
         .source
         .open(file, 0, file.size)
         .await
-        .map_err(|e| (reason::READ_ERROR, e.to_string()))?
+        .map_err(|e| Failure::new(Reason::ReadError, e.to_string()))?
         .paced(ctx.limiter.clone());
     Ok(body.stream())
 }
 
 fn read_failure(e: std::io::Error) -> Failure {
-    let why = if e.to_string().contains(reason::SIZE_NOT_MATCH) {
-        reason::SIZE_NOT_MATCH
-    } else {
-        reason::READ_ERROR
+    let why = match ReadFault::find(&e).map(|f| f.kind) {
+        Some(ReadFaultKind::Changed) => Reason::SizeNotMatch,
+        _ => Reason::ReadError,
     };
-    (why, format!("cannot read the source to check it: {e}"))
-}
-
-/// `md5(concat(part md5s))-N`, the ETag S3 stores give a multipart upload.
-pub fn multipart_etag(part_md5s: impl Iterator<Item = [u8; 16]>) -> String {
-    let mut md5 = Md5::new();
-    let mut n = 0;
-    for d in part_md5s {
-        md5.update(d);
-        n += 1;
-    }
-    format!("{}-{n}", hex(&md5.finalize()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Failure::new(why, format!("cannot read the source to check it: {e}"))
 }
 
 /// Downloads the object and compares it with the source byte for byte, both streamed.
 async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(), Failure> {
-    let mut remote = ctx
-        .dest
-        .read(key)
-        .await
-        .map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+    let mut remote = ctx.dest.read(key).await.map_err(Failure::from)?;
     let mut local = source_bytes(ctx, file).await?;
     let differs = |at: u64| {
-        (
-            reason::CHECKSUM_NOT_MATCH,
+        Failure::new(
+            Reason::ChecksumNotMatch,
             format!("`{key}` differs from the source at byte {at} or after (read back)"),
         )
     };
@@ -284,7 +254,7 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
     let mut pending = bytes::Bytes::new();
     let mut seen = 0u64;
     while let Some(chunk) = remote.next().await {
-        let mut chunk = chunk.map_err(|e| (reason::UPLOAD_ERROR, e.message))?;
+        let mut chunk = chunk.map_err(Failure::from)?;
         while !chunk.is_empty() {
             if pending.is_empty() {
                 pending = match local.next().await {
@@ -292,7 +262,7 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
                     None => {
                         let msg =
                             format!("`{key}` is longer than the source's {} bytes", file.size);
-                        return Err((reason::CHECKSUM_NOT_MATCH, msg));
+                        return Err(Failure::new(Reason::ChecksumNotMatch, msg));
                     }
                 };
             }
@@ -306,8 +276,8 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
         }
     }
     if seen != file.size {
-        return Err((
-            reason::CHECKSUM_NOT_MATCH,
+        return Err(Failure::new(
+            Reason::ChecksumNotMatch,
             format!("`{key}` has {seen} bytes, the source {}", file.size),
         ));
     }
@@ -316,27 +286,12 @@ async fn read_back(ctx: &JobContext, key: &str, file: &SourceObject) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn crc64_is_the_xz_variant_oss_uses() {
         // The CRC-64/XZ check value (OSS's crc64ecma of "123456789").
         assert_eq!(
             crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, b"123456789"),
             0x995D_C9BB_DF19_39FA
-        );
-    }
-
-    #[test]
-    fn multipart_etag_is_md5_of_part_md5s() {
-        let a: [u8; 16] = Md5::digest(b"part one").into();
-        let b: [u8; 16] = Md5::digest(b"part two").into();
-        let mut cat = Vec::new();
-        cat.extend_from_slice(&a);
-        cat.extend_from_slice(&b);
-        assert_eq!(
-            multipart_etag([a, b].into_iter()),
-            format!("{}-2", hex(&Md5::digest(&cat)))
         );
     }
 }

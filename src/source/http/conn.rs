@@ -10,9 +10,8 @@ use futures::stream::{StreamExt, TryStreamExt};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MATCH, LAST_MODIFIED, RANGE};
 use reqwest::{Client, Method, StatusCode};
 
-use super::RANGE_NOT_SUPPORTED;
 use crate::error::{Error, Result};
-use crate::payload::{ByteStream, Reopen};
+use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
 use crate::source::{RelPath, SourceObject};
 
 pub(super) struct Conn {
@@ -209,7 +208,7 @@ impl Reopen for UrlRange {
                 .send_if(Method::GET, &url, range.clone(), version.as_deref())
                 .await
                 .map_err(|f| {
-                    // The words the worker and the destination read to stop retrying.
+                    // Answers that will be the same on every try stop the retries.
                     let why = match f.status {
                         Some(StatusCode::PRECONDITION_FAILED) => {
                             " (SIZE_NOT_MATCH: changed after it was listed)"
@@ -217,14 +216,15 @@ impl Reopen for UrlRange {
                         Some(StatusCode::RANGE_NOT_SATISFIABLE) => {
                             " (SIZE_NOT_MATCH: shorter than when it was listed)"
                         }
-                        _ => "",
+                        _ => return std::io::Error::other(f.message),
                     };
-                    std::io::Error::other(format!("{}{why}", f.message))
+                    ReadFault::io(ReadFaultKind::Changed, format!("{}{why}", f.message))
                 })?
                 .ok_or_else(|| {
-                    std::io::Error::other(format!(
-                        "GET {url}: 404 (FILE_NOT_FOUND: deleted after it was listed)"
-                    ))
+                    ReadFault::io(
+                        ReadFaultKind::Deleted,
+                        format!("GET {url}: 404 (FILE_NOT_FOUND: deleted after it was listed)"),
+                    )
                 })?;
             // Servers that ignore If-Match still name the version they send.
             let sent = resp.headers().get(ETAG).and_then(|v| v.to_str().ok());
@@ -232,17 +232,21 @@ impl Reopen for UrlRange {
                 && !sent.starts_with("W/")
                 && sent != listed
             {
-                return Err(std::io::Error::other(format!(
-                    "GET {url}: the file changed after it was listed (ETag {listed} then, {sent} \
-                     now) (SIZE_NOT_MATCH)"
-                )));
+                return Err(ReadFault::io(
+                    ReadFaultKind::Changed,
+                    format!(
+                        "GET {url}: the file changed after it was listed (ETag {listed} then, \
+                         {sent} now) (SIZE_NOT_MATCH)"
+                    ),
+                ));
             }
             // 200 to a Range request: the server sends the whole file. Right for the first
             // part only by luck, never for the others; the worker then sends it in one piece.
             if range.is_some() && resp.status() != StatusCode::PARTIAL_CONTENT {
-                return Err(std::io::Error::other(format!(
-                    "GET {url}: the server ignored the Range header ({RANGE_NOT_SUPPORTED})"
-                )));
+                return Err(ReadFault::io(
+                    ReadFaultKind::RangeIgnored,
+                    format!("GET {url}: the server ignored the Range header (RANGE_NOT_SUPPORTED)"),
+                ));
             }
             // Without an ETag to pin the size still tells a rewrite: the total after the
             // slash of `bytes 0-99/1234`, or the length of a whole-file answer.
@@ -254,10 +258,13 @@ impl Reopen for UrlRange {
             if let Some(total) = total.and_then(|t| t.parse::<u64>().ok())
                 && total != size
             {
-                return Err(std::io::Error::other(format!(
-                    "GET {url}: the file has {total} bytes, listed with {size} (SIZE_NOT_MATCH: \
-                     changed after it was listed)"
-                )));
+                return Err(ReadFault::io(
+                    ReadFaultKind::Changed,
+                    format!(
+                        "GET {url}: the file has {total} bytes, listed with {size} \
+                         (SIZE_NOT_MATCH: changed after it was listed)"
+                    ),
+                ));
             }
             Ok(resp
                 .bytes_stream()

@@ -20,14 +20,11 @@ mod conn;
 use super::httplist::parse_line;
 use super::{Body, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject};
 use crate::error::{Error, Result};
-use crate::task::record::reason;
+use crate::reason::Reason;
 use conn::{Conn, UrlRange};
 
 /// Lines whose HEAD requests are in flight at once while listing.
 const HEADS_IN_FLIGHT: usize = 16;
-
-/// Words in a body error that make the worker send the file in one request instead.
-pub const RANGE_NOT_SUPPORTED: &str = "RANGE_NOT_SUPPORTED";
 
 /// A list file's identity: its size and the MD5 of its bytes, to tell an edit after submit
 /// (not its mtime: a `touch` or a copy without `-p` changes nothing that matters).
@@ -182,7 +179,7 @@ impl HttpSource {
             Err(message) => {
                 return Some(Err(Error::Listing {
                     path: RelPath(format!("{}:{line_no}", self.list.display()).into_bytes()),
-                    reason: reason::BAD_LIST_LINE,
+                    reason: Reason::BadListLine,
                     locator: None,
                     message: format!("line {line_no}: {message}"),
                 }));
@@ -196,13 +193,13 @@ impl HttpSource {
             }
             Ok(None) => Err(Error::Listing {
                 path: rel,
-                reason: reason::FILE_NOT_FOUND,
+                reason: Reason::FileNotFound,
                 locator: Some(line.url.clone()),
                 message: format!("{} answers 404 Not Found", line.url),
             }),
             Err(f) => Err(Error::Listing {
                 path: rel,
-                reason: reason::READ_ERROR,
+                reason: Reason::ReadError,
                 locator: Some(line.url.clone()),
                 message: f.message,
             }),
