@@ -55,34 +55,30 @@ fn action(name: &str) -> Option<(&'static Hooks, Action)> {
     hooks.actions.get(name).map(|a| (hooks, *a))
 }
 
-/// A hook point on an async path.
-pub async fn point(name: &str) {
-    let Some((hooks, action)) = action(name) else {
-        return;
-    };
+/// What a hook point does now: nothing (`None`), or wait until the returned release file
+/// exists. A kill does not return.
+fn arm(name: &str) -> Option<PathBuf> {
+    let (hooks, action) = action(name)?;
     match action {
         Action::Kill => kill(name),
-        Action::Pause => {
-            let release = reached(hooks, name);
-            while !release.exists() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        Action::Pause => Some(reached(hooks, name)),
+    }
+}
+
+/// A hook point on an async path.
+pub async fn point(name: &str) {
+    if let Some(release) = arm(name) {
+        while !release.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
 /// A hook point on a blocking path (a command, or work on the blocking pool).
 pub fn point_blocking(name: &str) {
-    let Some((hooks, action)) = action(name) else {
-        return;
-    };
-    match action {
-        Action::Kill => kill(name),
-        Action::Pause => {
-            let release = reached(hooks, name);
-            while !release.exists() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+    if let Some(release) = arm(name) {
+        while !release.exists() {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -100,8 +100,9 @@ pub fn staged_count(workdir: &WorkDir, job: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::Reason;
     use crate::source::{RelPath, SourceObject};
-    use crate::task::record::{FileRecord, Outcome, reason};
+    use crate::task::record::{FileRecord, Outcome};
     use crate::tracker::{TaskJournal, finish_task};
     use crate::workdir::list_names;
 
@@ -131,9 +132,9 @@ mod tests {
         };
         journal
             .append(vec![
-                rec(Outcome::Ok, "", "a"),
-                rec(Outcome::Failed, reason::UPLOAD_ERROR, "b"),
-                rec(Outcome::Ok, "", "c"),
+                rec(Outcome::Ok, None, "a"),
+                rec(Outcome::Failed, Some(Reason::UploadError), "b"),
+                rec(Outcome::Ok, None, "c"),
             ])
             .unwrap();
         finish_task(wd, JOB, &id, &journal).unwrap();

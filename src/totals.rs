@@ -272,20 +272,17 @@ pub fn to_json(stat: &JobStat, totals: &Totals) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::Reason;
     use crate::source::{RelPath, SourceObject};
     use crate::task::TaskSpec;
-    use crate::task::record::{FileRecord, Outcome, reason};
+    use crate::task::record::{FileRecord, Outcome};
     use crate::tracker::{TaskJournal, finish_task};
     use crate::workdir::{ServiceLock, write_atomic};
 
     const JOB: &str = "j";
 
     fn rec(outcome: Outcome, size: u64, path: &str) -> FileRecord {
-        let why = if outcome == Outcome::Failed {
-            reason::UPLOAD_ERROR
-        } else {
-            ""
-        };
+        let why = (outcome == Outcome::Failed).then_some(Reason::UploadError);
         FileRecord::new(outcome, why, size, RelPath(path.into()), "test")
     }
 

@@ -31,7 +31,7 @@ fn task(workdir: &WorkDir, files: &[&str]) -> (TaskId, Arc<TaskSpec>) {
 }
 
 fn ok(path: &str) -> FileRecord {
-    FileRecord::new(Outcome::Ok, "", 5, RelPath(path.as_bytes().to_vec()), "")
+    FileRecord::new(Outcome::Ok, None, 5, RelPath(path.as_bytes().to_vec()), "")
 }
 
 #[tokio::test]

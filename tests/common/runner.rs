@@ -137,4 +137,3 @@ impl HookDir {
         std::fs::write(self.path().join(format!("{name}.release")), b"").unwrap();
     }
 }
-
