@@ -107,7 +107,8 @@ impl JobStat {
         // meet. Read last, it could appear after the count missed the last task, and a job
         // with work left would read as Succeed.
         let round = crate::master::current_round(workdir, job);
-        let scan_finished = workdir.scan_finished_file(job, round).exists();
+        let scan_finished =
+            workdir.scan_finished_file(job, round).exists() && !workdir.is_relisting(job, round);
         after("scan_finished");
         // Then the folders in the order tasks flow through them (pending → dispatched →
         // succeed/failed): a task that moves on while we count is met again further on,

@@ -40,6 +40,9 @@ impl TaskState {
 /// Prefix of every temporary name; swept at service start.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
+/// Names the markers of [`WorkDir::relisting_file`].
+pub const RELISTING_PREFIX: &str = "RELISTING-";
+
 #[derive(Debug, Clone)]
 pub struct WorkDir {
     root: PathBuf,
@@ -111,6 +114,24 @@ impl WorkDir {
     /// Present once every scan unit of the round is listed and split.
     pub fn scan_finished_file(&self, job: &str, round: u32) -> PathBuf {
         self.checkpoints_dir(job, round).join("SCAN_FINISHED")
+    }
+
+    /// Present while a retried task of entries the scan could not list is listed again: its
+    /// new tasks appear after the round's SCAN_FINISHED, so the scan is not finished yet.
+    pub fn relisting_file(&self, job: &str, round: u32, task_hash: &str) -> PathBuf {
+        self.checkpoints_dir(job, round)
+            .join(format!("{RELISTING_PREFIX}{task_hash}"))
+    }
+
+    /// True while any task of `round` is being listed again.
+    pub fn is_relisting(&self, job: &str, round: u32) -> bool {
+        fs::read_dir(self.checkpoints_dir(job, round)).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(RELISTING_PREFIX)
+            })
+        })
     }
 
     pub fn state_dir(&self, job: &str, state: TaskState) -> PathBuf {

@@ -34,6 +34,16 @@ fn retry_lists_a_folder_again_that_could_not_be_listed_and_uploads_every_file_in
         "{errors}"
     );
 
+    // Retried before the cause is fixed: it fails again, the job is not aborted.
+    run.ok(&["retry"]);
+    let stat = run.wait_for(&["Failed", "Succeed", "Abort"]);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    assert!(
+        error_lists(&pkg).contains("READ_ERROR\tlocked\tcannot list it"),
+        "{}",
+        error_lists(&pkg)
+    );
+
     chmod(&pkg.src().join("locked"), 0o777);
     run.ok(&["retry"]);
     let stat = run.wait_for(&["Succeed", "Failed"]);
@@ -264,6 +274,44 @@ fn a_large_file_shows_its_finished_parts_in_stat_before_it_is_done() {
     );
     let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
     pkg.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
+
+#[cfg(unix)]
+#[test]
+fn retry_of_files_that_could_not_be_looked_at_fails_them_again_or_sends_them_once_fixed() {
+    let sandbox = Sandbox::start();
+    let pkg = Package::new(&sandbox);
+    pkg.file("ok.txt", b"fine");
+    pkg.file("d/a.txt", &content(4, 700));
+    pkg.file("d/b.txt", &content(5, 900));
+    let run = Runner::new(&pkg).unprivileged();
+    // Readable but not searchable: its names list, its files cannot be looked at.
+    chmod(&pkg.src().join("d"), 0o644);
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    let stat = run.wait_for(&["Failed", "Succeed", "Abort"]);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let errors = error_lists(&pkg);
+    assert!(
+        errors.contains("READ_ERROR\td/a.txt\tcannot list it"),
+        "{errors}"
+    );
+
+    run.ok(&["retry"]);
+    let stat = run.wait_for(&["Failed", "Succeed", "Abort"]);
+    assert!(stat.contains("JobState:Failed"), "not an abort: {stat}");
+    let errors = error_lists(&pkg);
+    assert!(
+        errors.contains("READ_ERROR\td/a.txt\tcannot list it again"),
+        "{errors}"
+    );
+
+    chmod(&pkg.src().join("d"), 0o755);
+    run.ok(&["retry"]);
+    let stat = run.wait_for(&["Failed", "Succeed", "Abort"]);
+    run.ok(&["stop"]);
     assert!(stat.contains("JobState:Succeed"), "{stat}");
     assert_eq!(sandbox.objects(), pkg.source_files());
 }

@@ -27,7 +27,7 @@ use crate::relpath::RelPath;
 use crate::source::Source;
 use crate::task::record::{FileRecord, Outcome};
 use crate::task::{TaskId, TaskSpec};
-use crate::workdir::{WorkDir, blocking, list_names};
+use crate::workdir::{WorkDir, blocking, list_names, write_atomic};
 
 /// The unit-id suffix of a task holding entries the listing could not read.
 pub const UNLISTED_SUFFIX: &str = "#unlisted";
@@ -35,6 +35,8 @@ pub const UNLISTED_SUFFIX: &str = "#unlisted";
 /// What the master tells the dispatcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Split {
+    /// A round's scan begins: until it is finished, no round is done.
+    RoundStarted(u32),
     /// A task is in pending_tasks.
     Task(TaskId),
     /// Every task of this round is in a task folder (its SCAN_FINISHED marker is written).
@@ -156,25 +158,46 @@ impl Master {
     /// When the source cannot be listed at all or state cannot be written.
     pub async fn relist(&self, spec: &TaskSpec) -> Result<Option<Vec<FileRecord>>> {
         let since = self.since(spec.round);
+        // Its new tasks appear after the round's SCAN_FINISHED: until the tracker has finished
+        // this task, `stat` must not take the scan for finished.
+        let marker = self
+            .workdir
+            .relisting_file(&spec.job, spec.round, &spec.content_hash());
+        blocking(move || write_atomic(&marker, b"")).await?;
         let mut records = Vec::new();
         let mut files = Vec::new();
         for entry in &spec.files {
-            let Some(mut unit) = self.source.relist_unit(entry).await? else {
-                files.push(entry.clone());
-                continue;
+            let listed = match self.source.relist_unit(entry).await {
+                Ok(None) => {
+                    files.push(entry.clone());
+                    continue;
+                }
+                Ok(Some(mut unit)) => {
+                    unit.id = format!("{}:relist{}:{}", spec.unit, spec.attempt, unit.id);
+                    self.scan_unit(&unit, spec.round, since).await
+                }
+                Err(e) => Err(e),
             };
-            unit.id = format!("{}:relist{}:{}", spec.unit, spec.attempt, unit.id);
-            self.scan_unit(&unit, spec.round, since).await?;
             if self.cancel.is_cancelled() {
                 return Ok(None);
             }
-            records.push(FileRecord::new(
-                Outcome::Skipped,
-                Some(Reason::Relisted),
-                0,
-                entry.path.clone(),
-                "listed again; its files are in new tasks",
-            ));
+            // One entry that still cannot be read fails alone, for the next `retry`.
+            records.push(match listed {
+                Ok(()) => FileRecord::new(
+                    Outcome::Skipped,
+                    Some(Reason::Relisted),
+                    0,
+                    entry.path.clone(),
+                    "listed again; its files are in new tasks",
+                ),
+                Err(e) => FileRecord::new(
+                    Outcome::Failed,
+                    Some(Reason::ReadError),
+                    0,
+                    entry.path.clone(),
+                    format!("cannot list it again: {e}"),
+                ),
+            });
         }
         if !files.is_empty() {
             let retry = TaskSpec {

@@ -34,6 +34,7 @@ impl Master {
             .await?
         };
         if !already {
+            let _ = self.to_dispatcher.send(Split::RoundStarted(round)).await;
             let units = self
                 .source
                 .scan_units(self.job.max_multi_thread_scan_depth)

@@ -88,9 +88,10 @@ fn splits_by_count_and_sends_each_task_after_it_is_persisted_then_the_round() {
     let sizes: Vec<usize> = specs.iter().map(|t| t.files.len()).collect();
     assert_eq!(sizes, vec![3, 3, 1]);
     assert_eq!(names(&specs[0]), vec!["f0.txt", "f1.txt", "f2.txt"]);
-    assert_eq!(sent.len(), 4, "{sent:?}");
-    assert_eq!(sent[3], Split::RoundScanned(0));
-    for split in &sent[..3] {
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert_eq!(sent[0], Split::RoundStarted(0));
+    assert_eq!(sent[4], Split::RoundScanned(0));
+    for split in &sent[1..4] {
         let Split::Task(id) = split else {
             panic!("{sent:?}")
         };

@@ -76,7 +76,11 @@ impl Dispatcher {
                 }
                 reported = scanned;
                 if let Some(round) = scanned {
-                    self.round_finished(round).await;
+                    // The report reads every finished task; `stop` does not wait for it.
+                    tokio::select! {
+                        () = self.round_finished(round) => {}
+                        () = self.cancel.cancelled() => return,
+                    }
                 }
             }
             tokio::select! {
@@ -93,11 +97,16 @@ impl Dispatcher {
                         queue.push_back(Queued { id, claimed: false });
                     }
                     Some(Split::Task(_)) => look_in_folder = true,
+                    Some(Split::RoundStarted(_)) => scanned = None,
                     Some(Split::RoundScanned(round)) => scanned = Some(round),
                     None => master_open = false,
                 },
                 permit = self.to_workers.reserve(), if !queue.is_empty() => {
-                    let Ok(permit) = permit else { return };
+                    let Ok(permit) = permit else {
+                        tracing::error!("every task runner stopped; the job stops");
+                        self.cancel.cancel();
+                        return;
+                    };
                     let Some(next) = queue.pop_front() else { continue };
                     if !next.claimed {
                         match self.claim(&next.id).await {

@@ -113,6 +113,13 @@ pub(super) async fn run_job(
                 tracker_done = true;
                 break Some(tracker_fault(tracked));
             }
+            // Runners end only when the dispatcher closes their channel, at a stop.
+            Some(lane) = runners.join_next() => {
+                break Some(match lane {
+                    Ok(()) => "a task runner stopped early".to_string(),
+                    Err(e) => format!("a task runner failed: {e}"),
+                });
+            }
         }
     };
     cancel.cancel();
@@ -136,13 +143,7 @@ pub(super) async fn run_job(
             other => fault = fault.or(Some(tracker_fault(other))),
         }
     }
-    let reason = fault.or_else(|| {
-        unexpected.map(|r| {
-            format!(
-                "an unexpected error stopped the job (workerAbortWhenUncatchedException=true): {r}"
-            )
-        })
-    });
+    let reason = fault.or(unexpected);
     match reason {
         Some(reason) => Err(abort(reason)),
         None => Ok(()),

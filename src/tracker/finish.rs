@@ -124,6 +124,7 @@ pub fn recover_finished(workdir: &WorkDir, job: &str) -> Result<Vec<TaskId>> {
             _ => to_run.push(id),
         }
     }
+    forget_finished_relists(workdir, job, &to_run)?;
     let running: HashSet<String> = to_run.iter().map(TaskId::to_string).collect();
     let worker_dir = workdir.worker_tasks_dir(job);
     for name in list_names(&worker_dir)? {
@@ -132,4 +133,21 @@ pub fn recover_finished(workdir: &WorkDir, job: &str) -> Result<Vec<TaskId>> {
         }
     }
     Ok(to_run)
+}
+
+/// Removes the relisting markers whose task is no longer dispatched (a crash came between its
+/// move and the marker's removal), so `stat` can call the scan finished again.
+fn forget_finished_relists(workdir: &WorkDir, job: &str, running: &[TaskId]) -> Result<()> {
+    let checkpoints = workdir.job_dir(job).join("checkpoints");
+    for round in list_names(&checkpoints)? {
+        for name in list_names(&checkpoints.join(&round))? {
+            let Some(hash) = name.strip_prefix(crate::workdir::RELISTING_PREFIX) else {
+                continue;
+            };
+            if !running.iter().any(|id| id.to_string().starts_with(hash)) {
+                let _ = fs::remove_file(checkpoints.join(&round).join(&name));
+            }
+        }
+    }
+    Ok(())
 }

@@ -290,8 +290,16 @@ impl Tracker {
             return Ok(());
         }
         let (workdir, job, task_id) = (self.workdir.clone(), self.job.clone(), id.clone());
-        let outcome =
-            blocking(move || finish::finish_task(&workdir, &job, &task_id, &journal)).await?;
+        let spec = task.spec.clone();
+        let outcome = blocking(move || {
+            let outcome = finish::finish_task(&workdir, &job, &task_id, &journal)?;
+            if spec.unit.ends_with(crate::master::UNLISTED_SUFFIX) {
+                let marker = workdir.relisting_file(&job, spec.round, &spec.content_hash());
+                let _ = std::fs::remove_file(marker);
+            }
+            Ok(outcome)
+        })
+        .await?;
         tracing::info!(task = %id, ok = outcome.ok, skipped = outcome.skipped, failed = outcome.failed, "task finished");
         let _ = self.ended.send(Ended::Finished(id, outcome));
         Ok(())

@@ -101,7 +101,8 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// Stops the job on an unexpected error (`workerAbortWhenUncatchedException=true`).
+    /// Stops the job with a reason `stat` shows (an unexpected error with
+    /// `workerAbortWhenUncatchedException=true`, or state that cannot be read or written).
     pub fn abort(&self, reason: String) {
         let mut slot = self.abort_reason.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(reason);
@@ -115,6 +116,10 @@ impl JobContext {
             .take()
     }
 }
+
+/// How an abort by `workerAbortWhenUncatchedException=true` begins its reason.
+const UNCAUGHT: &str =
+    "an unexpected error stopped the job (workerAbortWhenUncatchedException=true): ";
 
 tokio::task_local! {
     /// The task and file a transfer works for, so a multipart upload deep inside it can report
@@ -176,7 +181,7 @@ pub async fn run_task(
                 && record.is_failed()
                 && record.reason == Some(Reason::UploadError)
             {
-                ctx.abort(format!("{}: {}", record.path, record.detail));
+                ctx.abort(format!("{UNCAUGHT}{}: {}", record.path, record.detail));
                 return;
             }
             sink.tracker.file(sink.id, record).await;
@@ -193,7 +198,7 @@ pub async fn run_task(
     } else {
         tracing::error!(task = %id, "unexpected errors: {}", unexpected.join("; "));
         if ctx.abort_on_unexpected {
-            ctx.abort(unexpected.join("; "));
+            ctx.abort(format!("{UNCAUGHT}{}", unexpected.join("; ")));
         }
         // Stopping: files without a result resume at the next start.
         (!ctx.cancel.is_cancelled()).then(|| unexpected.join("; "))

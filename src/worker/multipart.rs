@@ -282,7 +282,7 @@ pub async fn upload(
             .await
             .ok_or(Failure::new(Reason::UploadError, e.message))?,
     };
-    let _ = fs::remove_dir_all(&dir);
+    forget(&dir).await;
     Ok(Uploaded {
         etag,
         resumed,
@@ -314,11 +314,8 @@ async fn resume(
     part_size: u64,
     dir: &Path,
 ) -> Result<(Option<String>, BTreeMap<i32, PartDone>), Failure> {
-    let Some(record) = fs::read_to_string(dir.join("UPLOAD"))
-        .ok()
-        .and_then(|t| UploadRecord::parse(&t))
-    else {
-        let _ = fs::remove_dir_all(dir);
+    let Some(record) = load_record(dir).await else {
+        forget(dir).await;
         return Ok((None, BTreeMap::new()));
     };
     let unchanged = record.size == file.size
@@ -337,7 +334,12 @@ async fn resume(
             let bare = |e: &str| e.trim_matches('"').to_string();
             let on_server: BTreeMap<i32, PartInfo> =
                 server.into_iter().map(|p| (p.number, p)).collect();
-            let mut done = read_parts(dir);
+            let mut done = {
+                let dir = dir.to_path_buf();
+                tokio::task::spawn_blocking(move || read_parts(&dir))
+                    .await
+                    .unwrap_or_default()
+            };
             done.retain(|n, mine| {
                 on_server
                     .get(n)
@@ -354,7 +356,7 @@ async fn resume(
         discard(ctx, key, dir, &record.upload_id).await;
         return Ok((None, BTreeMap::new()));
     }
-    let _ = fs::remove_dir_all(dir);
+    forget(dir).await;
     Ok((None, BTreeMap::new()))
 }
 
@@ -363,7 +365,23 @@ async fn discard(ctx: &JobContext, key: &str, dir: &Path, upload_id: &str) {
     if let Err(e) = ctx.dest.abort_multipart(key, upload_id).await {
         tracing::warn!("could not abort the stale multipart upload of `{key}`: {e}");
     }
-    let _ = fs::remove_dir_all(dir);
+    forget(dir).await;
+}
+
+/// The `UPLOAD` record in `dir`, read on the blocking pool.
+async fn load_record(dir: &Path) -> Option<UploadRecord> {
+    let path = dir.join("UPLOAD");
+    tokio::task::spawn_blocking(move || fs::read_to_string(path).ok())
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| UploadRecord::parse(&t))
+}
+
+/// Removes a file's upload checkpoint, on the blocking pool.
+async fn forget(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || fs::remove_dir_all(dir)).await;
 }
 
 /// Aborts the uploads of `key` the store holds open although no record of this job knows
@@ -426,10 +444,7 @@ pub fn known_uploads(multipart_dir: &Path) -> Vec<KnownUpload> {
 /// and forgets its checkpoint. Uploads that failed on the network are kept for `retry`.
 pub async fn abandon(ctx: &JobContext, key: &str, file: &SourceObject) {
     let dir = state_dir(ctx, file);
-    if let Some(record) = fs::read_to_string(dir.join("UPLOAD"))
-        .ok()
-        .and_then(|t| UploadRecord::parse(&t))
-    {
+    if let Some(record) = load_record(&dir).await {
         discard(ctx, key, &dir, &record.upload_id).await;
     }
 }

@@ -137,6 +137,16 @@ impl HttpSource {
         Ok(units)
     }
 
+    /// A copy that reads the list file on the blocking pool.
+    fn detached(&self) -> HttpSource {
+        HttpSource {
+            list: self.list.clone(),
+            stamp: self.stamp.clone(),
+            conn: self.conn.clone(),
+            ..*self
+        }
+    }
+
     /// The list lines of `unit` from entry `skip` on: line number and the parsed line.
     fn read_lines(&self, unit: &ScanUnit) -> Result<Vec<(u64, String)>> {
         let Scope::Lines {
@@ -239,12 +249,7 @@ impl Source for HttpSource {
     }
 
     async fn scan_units(&self, _max_depth: u32) -> Result<Vec<ScanUnit>> {
-        let this = HttpSource {
-            list: self.list.clone(),
-            stamp: self.stamp.clone(),
-            conn: self.conn.clone(),
-            ..*self
-        };
+        let this = self.detached();
         tokio::task::spawn_blocking(move || this.scan_units_blocking())
             .await
             .map_err(|e| Error::Internal(format!("list reader failed: {e}")))?
@@ -252,8 +257,9 @@ impl Source for HttpSource {
 
     async fn list(&self, unit: &ScanUnit, resume: Resume, out: Sender<ListBatch>) -> Result<()> {
         // Entries, not lines: blank lines are none, so `seen` skips without a request.
-        let lines = self
-            .read_lines(unit)?
+        let (this, unit) = (self.detached(), unit.clone());
+        let lines = crate::workdir::blocking(move || this.read_lines(&unit))
+            .await?
             .into_iter()
             // Blank by the same rule as the line parser (which also takes \x0B as space).
             .filter(|(_, text)| {
