@@ -75,7 +75,7 @@ fn a_listing_error_survives_a_kill_right_after_the_checkpoint_passed_it() {
     let hooks = HookDir::new();
     let run = Runner::new(&pkg)
         .unprivileged()
-        .hooks(hooks.path(), "master-checkpoint-saved=kill");
+        .hooks(hooks.path(), "master-task-created=kill");
     chmod(&pkg.src().join("d/a_locked"), 0o000);
     run.ok(&["submit"]);
     run.ok(&["start"]);
@@ -94,6 +94,8 @@ fn a_listing_error_survives_a_kill_right_after_the_checkpoint_passed_it() {
     );
 
     let run = Runner::new(&pkg).unprivileged();
+    // Opening up the package for `nobody` opened the folder too; it stays unreadable.
+    chmod(&pkg.src().join("d/a_locked"), 0o000);
     run.ok(&["start"]);
     let stat = run.wait_for(&["Failed", "Succeed"]);
     run.ok(&["stop"]);
@@ -314,4 +316,40 @@ fn retry_of_files_that_could_not_be_looked_at_fails_them_again_or_sends_them_onc
     run.ok(&["stop"]);
     assert!(stat.contains("JobState:Succeed"), "{stat}");
     assert_eq!(sandbox.objects(), pkg.source_files());
+}
+
+#[test]
+fn a_kill_right_after_a_task_is_written_then_a_changed_source_splits_no_file_twice() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("maxMultiThreadScanDepth", "1");
+    pkg.set("taskObjectCountLimit", "2");
+    for i in 1..=5 {
+        pkg.file(&format!("d/b{i}.txt"), &content(i, 100));
+    }
+    let hooks = HookDir::new();
+    let run = Runner::new(&pkg).hooks(hooks.path(), "master-task-created=kill");
+    run.ok(&["submit"]);
+    run.ok(&["start"]);
+    run.wait_for(&["Abort"]);
+    // Inside the first task's range (b1, b2), while the service is down.
+    pkg.file("d/b1a.txt", b"added behind the scan");
+
+    let run = Runner::new(&pkg);
+    run.ok(&["start"]);
+    let stat = run.wait_for(&["Failed", "Succeed"]);
+    run.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    let records = audit_records(&pkg);
+    for (path, tries) in &records {
+        assert_eq!(
+            tries.len(),
+            1,
+            "{path} is in more than one task: {records:?}"
+        );
+    }
+    let mut want = pkg.source_files();
+    // Behind the scan position when it appeared: the next incremental round takes it.
+    want.remove("d/b1a.txt");
+    assert_eq!(sandbox.objects(), want);
 }

@@ -25,6 +25,20 @@ use crate::workdir::write_atomic;
 
 const MAGIC: &str = "# ossimport-rs scan checkpoint v1";
 
+/// The task a checkpoint was advanced for before the task was written (write-ahead): it holds
+/// once a task with `hash` exists; otherwise the crash came first and the checkpoint goes back
+/// to the position before it. So a restart never splits the same range twice, even when the
+/// source changed in between and the re-made task would have another hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unconfirmed {
+    pub hash: String,
+    pub last: Option<RelPath>,
+    pub seen: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub tasks: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     pub unit: String,
@@ -35,6 +49,7 @@ pub struct Checkpoint {
     pub bytes: u64,
     pub tasks: u64,
     pub finished: bool,
+    pub unconfirmed: Option<Unconfirmed>,
 }
 
 /// The checkpoint file's name for a unit: upper-case hex MD5 of its id, as the original's.
@@ -47,19 +62,60 @@ pub fn unit_hash(unit_id: &str) -> String {
 
 impl Checkpoint {
     pub fn to_text(&self) -> String {
-        format!(
+        let path = |p: &Option<RelPath>| p.as_ref().map(ToString::to_string).unwrap_or_default();
+        let mut text = format!(
             "{MAGIC}\nunit={}\nlast={}\nseen={}\nfiles={}\nbytes={}\ntasks={}\nfinished={}\n",
             escape(self.unit.as_bytes()),
-            self.last
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            path(&self.last),
             self.seen,
             self.files,
             self.bytes,
             self.tasks,
             self.finished
-        )
+        );
+        if let Some(u) = &self.unconfirmed {
+            text.push_str(&format!(
+                "unconfirmed={}\nprev_last={}\nprev={} {} {} {}\n",
+                u.hash,
+                path(&u.last),
+                u.seen,
+                u.files,
+                u.bytes,
+                u.tasks
+            ));
+        }
+        text
+    }
+
+    /// Moves the checkpoint past `files` (the next task, hash `hash`, ending `seen` entries
+    /// into the listing), remembering where it was until that task is known to exist.
+    pub fn advance(&mut self, hash: String, files: &[crate::source::SourceObject], seen: u64) {
+        self.unconfirmed = Some(Unconfirmed {
+            hash,
+            last: self.last.clone(),
+            seen: self.seen,
+            files: self.files,
+            bytes: self.bytes,
+            tasks: self.tasks,
+        });
+        self.last = files.last().map(|f| f.path.clone()).or(self.last.take());
+        self.seen = seen;
+        self.files += files.len() as u64;
+        self.bytes += files.iter().map(|f| f.size).sum::<u64>();
+        self.tasks += 1;
+    }
+
+    /// Settles a write-ahead advance after a restart: kept when its task exists, else undone.
+    pub fn settle(&mut self, task_exists: bool) {
+        if let Some(u) = self.unconfirmed.take()
+            && !task_exists
+        {
+            self.last = u.last;
+            self.seen = u.seen;
+            self.files = u.files;
+            self.bytes = u.bytes;
+            self.tasks = u.tasks;
+        }
     }
 
     /// # Errors
@@ -95,6 +151,26 @@ impl Checkpoint {
                 "bytes" => cpt.bytes = num(v)?,
                 "tasks" => cpt.tasks = num(v)?,
                 "finished" => cpt.finished = v == "true",
+                "unconfirmed" => {
+                    cpt.unconfirmed
+                        .get_or_insert_with(Unconfirmed::default)
+                        .hash = v.to_string()
+                }
+                "prev_last" if !v.is_empty() => {
+                    cpt.unconfirmed
+                        .get_or_insert_with(Unconfirmed::default)
+                        .last = Some(RelPath(
+                        unescape(v).ok_or_else(|| bad("bad prev_last path"))?,
+                    ))
+                }
+                "prev" => {
+                    let n: Vec<u64> = v.split(' ').map(num).collect::<Result<_>>()?;
+                    let [seen, files, bytes, tasks] = n[..] else {
+                        return Err(bad("bad prev"));
+                    };
+                    let u = cpt.unconfirmed.get_or_insert_with(Unconfirmed::default);
+                    (u.seen, u.files, u.bytes, u.tasks) = (seen, files, bytes, tasks);
+                }
                 _ => {}
             }
         }
@@ -137,11 +213,32 @@ mod tests {
             bytes: 9,
             tasks: 1,
             finished: true,
+            unconfirmed: None,
         };
         assert_eq!(
             Checkpoint::parse(&cpt.to_text(), Path::new("x.cpt")).unwrap(),
             cpt
         );
+        let mut ahead = cpt.clone();
+        let next = [crate::source::SourceObject::new(
+            RelPath(b"z y".to_vec()),
+            5,
+            0,
+        )];
+        ahead.advance("ABC".into(), &next, 9);
+        assert_eq!(
+            Checkpoint::parse(&ahead.to_text(), Path::new("x.cpt")).unwrap(),
+            ahead
+        );
+        assert_eq!(
+            (ahead.seen, ahead.files, ahead.bytes, ahead.tasks),
+            (9, 4, 14, 2)
+        );
+        let mut kept = ahead.clone();
+        kept.settle(true);
+        assert_eq!(kept.last, Some(RelPath(b"z y".to_vec())));
+        ahead.settle(false);
+        assert_eq!(ahead, cpt, "undone to where it was");
         assert_eq!(unit_hash("tree:a").len(), 32);
     }
 }

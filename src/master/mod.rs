@@ -1,12 +1,14 @@
 //! The master: lists the source unit by unit, splits the listing into tasks, persists each in
-//! pending_tasks before its unit's checkpoint moves past it, and only then sends it to the
-//! dispatcher over a bounded channel. In incremental mode a round starts only when the
-//! previous round's tasks are all finished.
+//! pending_tasks with its unit's checkpoint, and only then sends it to the dispatcher over a
+//! bounded channel. In incremental mode a round starts only when the previous round's tasks
+//! are all finished.
 //!
-//! Crash safety: a task folder is complete before it appears (built under a temp name and
-//! renamed), and the checkpoint is saved after it. A crash between the two re-lists from the
-//! previous checkpoint; the re-made task has the same content hash and is recognised, so it
-//! is not created twice.
+//! Crash safety: entries the listing could not read are written (as a failed task) before the
+//! checkpoint moves past them. The checkpoint is then written ahead of its task, marked
+//! unconfirmed with the task's content hash; the task folder is complete before it appears
+//! (built under a temp name and renamed). After a crash the advance is kept when that task
+//! exists and undone when it does not, so a range is never lost and never split twice, even if
+//! the source changed in between.
 
 pub mod checkpoint;
 mod scan;

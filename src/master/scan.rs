@@ -84,7 +84,18 @@ impl Master {
             .checkpoint_file(job, round, &unit_hash(&unit.id));
         let mut cpt = {
             let (path, id) = (cpt_path.clone(), unit.id.clone());
-            blocking(move || Checkpoint::load(&path, &id)).await?
+            let workdir = self.workdir.clone();
+            let job = job.clone();
+            blocking(move || {
+                let mut cpt = Checkpoint::load(&path, &id)?;
+                // Written ahead of its task: did the task come before the crash?
+                if let Some(u) = &cpt.unconfirmed {
+                    let exists = store::task_exists(&workdir, &job, &u.hash)?;
+                    cpt.settle(exists);
+                }
+                Ok(cpt)
+            })
+            .await?
         };
         if cpt.finished {
             return Ok(());
@@ -104,9 +115,6 @@ impl Master {
         let mut batch: Vec<SourceObject> = Vec::new();
         let mut unlisted = Vec::new();
         let mut batch_bytes = 0u64;
-        // The first task after a (re)start may have been persisted just before a crash that
-        // came before its checkpoint: look for it (by content hash) before making it again.
-        let mut check_duplicate = true;
         loop {
             let items = tokio::select! {
                 biased;
@@ -153,12 +161,10 @@ impl Master {
                         .into_iter()
                         .partition(|u: &Unlisted| u.at <= batch_seen);
                     unlisted = after;
-                    cpt.seen = batch_seen;
                     let spec = self.spec(unit, round, std::mem::take(&mut batch));
                     cpt = self
-                        .persist(spec, before, cpt, &cpt_path, check_duplicate)
+                        .persist(spec, before, cpt, batch_seen, &cpt_path)
                         .await?;
-                    check_duplicate = false;
                     batch_bytes = 0;
                 }
                 batch_bytes += obj.size;
@@ -170,10 +176,9 @@ impl Master {
             .await
             .map_err(|e| Error::Internal(format!("lister failed: {e}")))??;
         if !batch.is_empty() || !unlisted.is_empty() {
-            cpt.seen = batch_seen;
             let spec = self.spec(unit, round, batch);
             cpt = self
-                .persist(spec, unlisted, cpt, &cpt_path, check_duplicate)
+                .persist(spec, unlisted, cpt, batch_seen, &cpt_path)
                 .await?;
         }
         if cpt.tasks == 0 && !cpt_path.exists() {
@@ -183,6 +188,8 @@ impl Master {
             return Ok(());
         }
         cpt.finished = true;
+        // Its last task exists: persist returned after writing it.
+        cpt.unconfirmed = None;
         blocking(move || cpt.save(&cpt_path)).await
     }
 
@@ -196,15 +203,18 @@ impl Master {
         }
     }
 
-    /// Persists the entries the listing could not read, then the task (when it has files),
-    /// then the checkpoint past both, on the blocking pool; then sends the task on.
+    /// Persists the entries the listing could not read, then the checkpoint moved past the
+    /// task (`seen` entries into the listing), then the task itself, on the blocking pool;
+    /// then sends the task on. The checkpoint goes first, marked unconfirmed until the task
+    /// exists (see [`Checkpoint::settle`]), so a restart neither loses the range nor splits it
+    /// twice.
     async fn persist(
         &self,
         spec: TaskSpec,
         unlisted: Vec<Unlisted>,
         mut cpt: Checkpoint,
+        seen: u64,
         cpt_path: &std::path::Path,
-        check_duplicate: bool,
     ) -> Result<Checkpoint> {
         crate::hooks::point("master-before-task").await;
         let workdir = self.workdir.clone();
@@ -225,21 +235,19 @@ impl Master {
                 };
                 store::create_unlisted(&workdir, failed, unlisted)?;
             }
-            let id = if spec.files.is_empty() {
-                None
-            } else {
-                let id = store::create_pending(&workdir, &spec, check_duplicate)?;
-                cpt.last = spec.files.last().map(|f| f.path.clone());
-                cpt.files += spec.files.len() as u64;
-                cpt.bytes += spec.total_bytes();
-                cpt.tasks += 1;
-                Some(id)
-            };
+            if spec.files.is_empty() {
+                cpt.seen = seen;
+                cpt.save(&path)?;
+                return Ok((None, cpt));
+            }
+            cpt.advance(spec.content_hash(), &spec.files, seen);
             cpt.save(&path)?;
-            Ok((id, cpt))
+            crate::hooks::point_blocking("master-checkpoint-ahead");
+            let id = store::create_pending(&workdir, &spec, false)?;
+            crate::hooks::point_blocking("master-task-created");
+            Ok((Some(id), cpt))
         })
         .await?;
-        crate::hooks::point("master-checkpoint-saved").await;
         if let Some(id) = id {
             // A closed channel means the job is stopping; the task waits in pending_tasks.
             let _ = self.to_dispatcher.send(Split::Task(id)).await;

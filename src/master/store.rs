@@ -1,5 +1,5 @@
 //! How the master writes a task folder: whole or not at all (built under a temp name, then
-//! renamed), and recognised by content hash when a restart splits the same files again.
+//! renamed), and finds one by content hash after a restart.
 
 use std::fs;
 

@@ -105,38 +105,62 @@ fn splits_by_count_and_sends_each_task_after_it_is_persisted_then_the_round() {
     assert_eq!(summary, "files=7\nbytes=28\ntasks=3\n");
 }
 
-#[test]
-fn resumes_after_a_crash_between_a_task_and_its_checkpoint_without_a_duplicate() {
-    let s = setup(7, 3);
-    run_master(&s);
-    let before = pending_specs(&s);
-    // As if the service died after writing the second task, before its checkpoint: the
-    // checkpoint still says "after the first task", the third task was never made.
+/// Rewinds the job as if the service died in `persist` of the second task: its checkpoint
+/// written ahead (unconfirmed), the task itself written or not (`task_written`), nothing after.
+fn crash_at_second_task(s: &Setup, before: &[TaskSpec], task_written: bool) {
     let job = &s.job.job_name;
     let unit = ScanUnit::tree(crate::relpath::RelPath(Vec::new()), false);
     let cpt_path = s.workdir.checkpoint_file(job, 0, &unit_hash(&unit.id));
-    let cpt = Checkpoint {
+    let mut cpt = Checkpoint {
         unit: unit.id.clone(),
-        last: Some(before[0].files[2].path.clone()),
-        seen: 3,
-        files: 3,
-        bytes: 6,
-        tasks: 1,
-        finished: false,
+        ..Checkpoint::default()
     };
+    cpt.advance(before[0].content_hash(), &before[0].files, 3);
+    cpt.advance(before[1].content_hash(), &before[1].files, 6);
     cpt.save(&cpt_path).unwrap();
     std::fs::remove_file(s.workdir.scan_finished_file(job, 0)).unwrap();
     let pending = s.workdir.state_dir(job, TaskState::Pending);
-    let third = list_names(&pending)
-        .unwrap()
-        .into_iter()
-        .find(|n| n.starts_with(&before[2].content_hash()))
-        .unwrap();
-    std::fs::remove_dir_all(pending.join(third)).unwrap();
+    let gone = if task_written {
+        &before[2..]
+    } else {
+        &before[1..]
+    };
+    for spec in gone {
+        let name = list_names(&pending)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.starts_with(&spec.content_hash()))
+            .unwrap();
+        std::fs::remove_dir_all(pending.join(name)).unwrap();
+    }
+}
 
+#[test]
+fn resumes_after_a_crash_before_the_task_its_checkpoint_was_written_for() {
+    let s = setup(7, 3);
     run_master(&s);
-    let after = pending_specs(&s);
-    assert_eq!(after, before, "the same three tasks, none twice");
-    let summary = std::fs::read_to_string(s.workdir.scan_finished_file(job, 0)).unwrap();
+    let before = pending_specs(&s);
+    crash_at_second_task(&s, &before, false);
+    run_master(&s);
+    assert_eq!(
+        pending_specs(&s),
+        before,
+        "the second task is made again, once"
+    );
+    let summary =
+        std::fs::read_to_string(s.workdir.scan_finished_file(&s.job.job_name, 0)).unwrap();
     assert_eq!(summary, "files=7\nbytes=28\ntasks=3\n");
+}
+
+#[test]
+fn resumes_after_its_task_without_splitting_a_range_twice_when_the_source_changed() {
+    let s = setup(7, 3);
+    run_master(&s);
+    let before = pending_specs(&s);
+    crash_at_second_task(&s, &before, true);
+    // A file appears inside the second task's range while the service is down: re-listing
+    // that range would make a task of other content, and f4, f5 would be in two tasks.
+    std::fs::write(s._src.path().join("f4a.txt"), b"new").unwrap();
+    run_master(&s);
+    assert_eq!(pending_specs(&s), before, "no path in two tasks");
 }
