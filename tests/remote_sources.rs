@@ -131,12 +131,7 @@ fn migrate_tree(
     }
     let pkg = package(template, &dest, &overrides);
     submit_and_start(&pkg);
-    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
-    assert!(
-        stat.contains("JobState:Succeed\n"),
-        "{stat}\n{}",
-        error_lists(&pkg)
-    );
+    console_succeeds(&pkg, LONG);
     assert_eq!(error_lists(&pkg), "");
 
     let source = src.objects();
@@ -343,12 +338,7 @@ fn kill_9_during_a_remote_multipart_job_resumes_without_resending_finished_parts
 
     let out = console(&pkg, &["start"]);
     assert!(out.status.success(), "{}", text(&out));
-    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
-    assert!(
-        stat.contains("JobState:Succeed\n"),
-        "{stat}\n{}",
-        error_lists(&pkg)
-    );
+    console_succeeds(&pkg, LONG);
     assert_same(
         &dest.objects(),
         &objects
@@ -417,12 +407,7 @@ fn one_store_is_copied_server_side() {
     ];
     let pkg = package("oss", &store, &overrides);
     submit_and_start(&pkg);
-    let stat = console_wait(&pkg, &["Succeed", "Failed", "Abort"], LONG);
-    assert!(
-        stat.contains("JobState:Succeed\n"),
-        "{stat}\n{}",
-        error_lists(&pkg)
-    );
+    console_succeeds(&pkg, LONG);
     let want: BTreeMap<String, Vec<u8>> = objects
         .iter()
         .map(|(k, v)| (format!("copied/{}", &k[key_prefix.len()..]), v.clone()))

@@ -67,6 +67,18 @@ pub fn console_wait(pkg: &Package, states: &[&str], timeout: Duration) -> String
 }
 
 /// Puts each `(key, bytes)` into `bucket` with one PutObject.
+/// Waits through console.sh for the job's end and requires Succeed; a failure shows the
+/// error lists. Returns the stat text.
+pub fn console_succeeds(pkg: &Package, timeout: Duration) -> String {
+    let stat = console_wait(pkg, &["Succeed", "Failed", "Abort"], timeout);
+    assert!(
+        stat.contains("JobState:Succeed\n"),
+        "{stat}\n{}",
+        super::error_lists(pkg)
+    );
+    stat
+}
+
 pub fn put_objects(client: &aws_sdk_s3::Client, bucket: &str, objects: &[(String, Vec<u8>)]) {
     rt().block_on(async {
         for (key, bytes) in objects {
