@@ -100,6 +100,8 @@ pub(super) async fn run_job(
     let mut tracker_done = false;
     let mut fault = loop {
         tokio::select! {
+            // First: at a stop, runners end too, and that is no fault.
+            biased;
             () = cancel.cancelled() => break None,
             listed = &mut master_run, if !master_done => {
                 master_done = true;
