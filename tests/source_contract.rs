@@ -513,3 +513,36 @@ fn nginx_as_http() {
         verdict(suite(&b).await);
     });
 }
+
+#[test]
+fn upyun_server_as_youpai_from_the_api_and_the_cdn() {
+    let server = std::sync::Arc::new(common::upyun_server::Upyun::start(
+        "contract-svc",
+        "contract-op",
+        "contract-pw",
+    ));
+    runtime().block_on(async {
+        let fx = UpyunFx {
+            server: server.clone(),
+            via_cdn: false,
+        };
+        let api = Bench::new("UPYUN test server as srcType=youpai", Box::new(fx));
+        api.populate().await;
+        let mut fails = suite(&api).await;
+        let fx = UpyunFx {
+            server: server.clone(),
+            via_cdn: true,
+        };
+        let cdn = api.with_fixture("UPYUN test server, isDownloadFromCdn=true", Box::new(fx));
+        fails.extend(suite(&cdn).await);
+        let from_cdn = server
+            .requests()
+            .iter()
+            .filter(|r| r.listener == "cdn")
+            .count();
+        if from_cdn == 0 {
+            fails.push("isDownloadFromCdn=true: no request reached the CDN".into());
+        }
+        verdict(fails);
+    });
+}
