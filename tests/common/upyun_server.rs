@@ -45,6 +45,8 @@ pub struct Seen {
     /// The path as received (percent-encoded).
     pub path: String,
     pub range: Option<String>,
+    /// `x-list-iter`: the page a listing asked for.
+    pub iter: Option<String>,
     pub status: u16,
     /// Every header value, to look for leaked secrets.
     pub headers: Vec<String>,
@@ -272,6 +274,7 @@ fn handle(
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
         range: header("range"),
+        iter: header("x-list-iter"),
         status: answer.status().as_u16(),
         headers: req
             .headers()
