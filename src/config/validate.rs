@@ -213,6 +213,29 @@ mod tests {
     }
 
     #[test]
+    fn youpai_needs_its_endpoint_keys_service_and_a_cdn_when_it_downloads_from_one() {
+        let ok = "srcType=youpai\nsrcDomain=http://v0.api.upyun.com\nsrcBucket=svc\n\
+            srcAccessKey=op\nsrcSecretKey=pw\n";
+        job(ok).validate().unwrap();
+        job(&format!(
+            "{ok}isDownloadFromCdn=true\ncdnDomain=cdn.example.com\n"
+        ))
+        .validate()
+        .unwrap();
+        for (change, key, says) in [
+            ("srcDomain=v0.api.upyun.com\n", "srcDomain", "http://"),
+            ("srcBucket=\n", "srcBucket", "service name"),
+            ("srcSecretKey=\n", "srcSecretKey", "password"),
+            ("isDownloadFromCdn=true\n", "cdnDomain", "isDownloadFromCdn"),
+        ] {
+            // A later line wins in a properties file.
+            let err = refused(&format!("{ok}{change}"));
+            assert_eq!(err.key.as_deref(), Some(key), "{change}");
+            assert!(err.message.contains(says), "{change}: {err}");
+        }
+    }
+
+    #[test]
     fn refusals_point_at_the_key_line() {
         let cases: &[(&str, &str, usize, &str)] = &[
             (

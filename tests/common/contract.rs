@@ -489,9 +489,13 @@ pub struct UpyunFx {
 
 impl UpyunFx {
     fn make(&self, endpoint: &str, service: &str, password: &str) -> Box<dyn Source> {
+        self.make_at(endpoint, service, PREFIX, password)
+    }
+
+    fn make_at(&self, endpoint: &str, service: &str, prefix: &str, pw: &str) -> Box<dyn Source> {
         let s = &self.server;
         let cdn = self.via_cdn.then_some(s.cdn.as_str());
-        let src = UpyunSource::new(endpoint, service, PREFIX, &s.operator, password, cdn);
+        let src = UpyunSource::new(endpoint, service, prefix, &s.operator, pw, cdn);
         Box::new(src.expect("http client"))
     }
 }
@@ -532,6 +536,11 @@ impl Fixture for UpyunFx {
                 "a srcBucket that does not exist".into(),
                 self.make(&s.endpoint, missing, &s.password),
                 vec![missing.into(), "srcBucket".into()],
+            ),
+            (
+                "a srcPrefix folder that does not exist".into(),
+                self.make_at(&s.endpoint, &s.service, "no-such-folder/", &s.password),
+                vec!["no-such-folder/".into(), "srcPrefix".into()],
             ),
         ]
     }
