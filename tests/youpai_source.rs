@@ -145,11 +145,12 @@ fn youpai_with_is_download_from_cdn_downloads_from_the_cdn_and_lists_through_the
 }
 
 #[test]
-fn youpai_throttled_and_failing_requests_are_retried() {
+fn youpai_throttled_and_unavailable_answers_are_retried() {
     let server = Upyun::start(SERVICE, OPERATOR, PASSWORD);
     let want = populate(&server, 40, "into/youpai/");
-    // Every third request answers 429 Too Many Requests (UPYUN code 42900001).
-    server.throttle(3, 429);
+    // Every third request answers 429 Too Many Requests (UPYUN code 42900001) or 503
+    // (50300000), in turn.
+    server.throttle(3, &[429, 503]);
     let dest = Sandbox::start();
     let pkg = package_for(&server, &dest, &[]);
     submit_and_start(&pkg);
@@ -157,16 +158,18 @@ fn youpai_throttled_and_failing_requests_are_retried() {
     assert_eq!(error_lists(&pkg), "");
     assert_same(&dest.objects(), &want);
     let seen = server.requests();
-    let throttled = seen.iter().filter(|r| r.status == 429).count();
-    let listings = seen
-        .iter()
-        .filter(|r| r.status == 429 && r.path.ends_with('/'));
+    let faulty = |r: &&common::upyun_server::Seen| matches!(r.status, 429 | 503);
+    let count = |status| seen.iter().filter(|r| r.status == status).count();
+    let listings = seen.iter().filter(faulty).filter(|r| r.path.ends_with('/'));
     let reads = seen
         .iter()
-        .filter(|r| r.status == 429 && r.method == "GET" && !r.path.ends_with('/'));
+        .filter(faulty)
+        .filter(|r| r.method == "GET" && !r.path.ends_with('/'));
     assert!(
-        throttled >= 10 && listings.count() > 0 && reads.count() > 0,
-        "{throttled} throttled"
+        count(429) >= 5 && count(503) >= 5 && listings.count() > 0 && reads.count() > 0,
+        "{} throttled, {} unavailable",
+        count(429),
+        count(503)
     );
 }
 

@@ -522,7 +522,7 @@ impl Fixture for UpyunFx {
     fn refused(&self) -> Vec<(String, Box<dyn Source>, Vec<String>)> {
         let s = &self.server;
         let missing = "no-such-service-42";
-        vec![
+        let mut out: Vec<(String, Box<dyn Source>, Vec<String>)> = vec![
             (
                 "a wrong srcSecretKey".into(),
                 self.make(&s.endpoint, &s.service, "wrong-secret-key-000"),
@@ -542,6 +542,16 @@ impl Fixture for UpyunFx {
                 self.make_at(&s.endpoint, &s.service, "no-such-folder/", &s.password),
                 vec!["no-such-folder/".into(), "srcPrefix".into()],
             ),
-        ]
+        ];
+        // Once: a connection refused is retried with backoff for about 20 s first.
+        if !self.via_cdn {
+            let dead = "http://127.0.0.1:9";
+            out.push((
+                "an unreachable srcDomain".into(),
+                self.make(dead, &s.service, &s.password),
+                vec![dead.into(), "srcDomain".into()],
+            ));
+        }
+        out
     }
 }

@@ -15,8 +15,8 @@
 //!   40100012 bucket not exist, 404 40400001, 429 42900001, 503 50300000...).
 //!
 //! Folders are implied by the files under them. A second listener stands in for a CDN in
-//! front of the service: unsigned GET/HEAD of `/<path>`. Faults: `throttle(every, status)`
-//! answers every n-th request with a 429 or 503. Every request is recorded.
+//! front of the service: unsigned GET/HEAD of `/<path>`. Faults: `throttle(every, statuses)`
+//! answers every n-th request with a 429 or 503 in turn. Every request is recorded.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -62,8 +62,8 @@ struct File {
 struct State {
     files: Mutex<BTreeMap<String, File>>,
     seen: Mutex<Vec<Seen>>,
-    /// (every n-th request, status) while throttling.
-    throttle: Mutex<(u64, u16)>,
+    /// Every n-th request answers the next of these statuses, in turn.
+    throttle: Mutex<(u64, Vec<u16>)>,
     counter: AtomicU64,
 }
 
@@ -163,9 +163,10 @@ impl Upyun {
         self.state.files.lock().unwrap().remove(key);
     }
 
-    /// Answers every `every`-th request (0: none) with `status` (429 or 503) and UPYUN's body.
-    pub fn throttle(&self, every: u64, status: u16) {
-        *self.state.throttle.lock().unwrap() = (every, status);
+    /// Answers every `every`-th request (0: none) with the next of `statuses` in turn (429,
+    /// 503) and UPYUN's error body for it.
+    pub fn throttle(&self, every: u64, statuses: &[u16]) {
+        *self.state.throttle.lock().unwrap() = (every, statuses.to_vec());
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -256,8 +257,9 @@ fn handle(
     };
     let answer = {
         let n = state.counter.fetch_add(1, Ordering::SeqCst) + 1;
-        let (every, status) = *state.throttle.lock().unwrap();
-        if every > 0 && n.is_multiple_of(every) {
+        let (every, statuses) = state.throttle.lock().unwrap().clone();
+        if every > 0 && !statuses.is_empty() && n.is_multiple_of(every) {
+            let status = statuses[(n / every) as usize % statuses.len()];
             let (code, msg) = match status {
                 429 => (42900001, "too many requests"),
                 _ => (50300000, "unknown error"),
