@@ -245,12 +245,16 @@ impl Api {
             .bytes()
             .await
             .map_err(|e| bad(format!("GET {uri}: {}", error_chain(&e))))?;
-        let body: ListBody = serde_json::from_slice(&bytes).map_err(|e| {
-            bad(format!(
-                "GET {uri}: the folder listing is not UPYUN's JSON ({e}); check that srcDomain \
-                 is UPYUN's REST API (http://v0.api.upyun.com)"
-            ))
-        })?;
+        // The JSON form was asked for; the older text form is taken too.
+        let body: ListBody = match serde_json::from_slice(&bytes) {
+            Ok(body) => body,
+            Err(e) => parse_text(&bytes).ok_or_else(|| {
+                bad(format!(
+                    "GET {uri}: the folder listing is not UPYUN's ({e}); check that srcDomain \
+                     is UPYUN's REST API (http://v0.api.upyun.com)"
+                ))
+            })?,
+        };
         let next = body
             .iter
             .or(header_iter)
@@ -316,6 +320,27 @@ impl Api {
     }
 }
 
+/// The text form of a listing: `name\tN|F\tsize\ttime` lines; `None` if a line is not.
+fn parse_text(bytes: &[u8]) -> Option<ListBody> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let files = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let mut cols = line.split('\t');
+            let (name, kind, length, time) =
+                (cols.next()?, cols.next()?, cols.next()?, cols.next()?);
+            Some(Entry {
+                name: name.to_string(),
+                kind: kind.to_string(),
+                length: length.parse().ok()?,
+                last_modified: time.parse().ok()?,
+            })
+        })
+        .collect::<Option<Vec<Entry>>>()?;
+    Some(ListBody { files, iter: None })
+}
+
 fn encode(key: &str) -> String {
     utf8_percent_encode(key, PATH).to_string()
 }
@@ -338,6 +363,26 @@ mod tests {
 
     /// The example of UPYUN's authorization section, recomputed: operator `operator123`,
     /// password `password123` (MD5 482c811da5d5b4bc6d497ffa98491e38).
+    #[test]
+    fn the_text_form_of_a_listing_is_read_and_anything_else_is_not() {
+        let body =
+            parse_text(b"foo.jpg\tN\t4237\t1415096225\nbar\tF\t423404\t1415096260\n").unwrap();
+        let got: Vec<(&str, bool, u64, i64)> = body
+            .files
+            .iter()
+            .map(|e| (e.name.as_str(), e.is_folder(), e.length, e.last_modified))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("foo.jpg", false, 4237, 1415096225),
+                ("bar", true, 423404, 1415096260)
+            ]
+        );
+        assert!(parse_text(b"").unwrap().files.is_empty());
+        assert!(parse_text(b"<html>error</html>").is_none());
+    }
+
     #[test]
     fn the_key_is_the_md5_of_the_password_and_the_uri_is_encoded() {
         let api = Api::new(
