@@ -1,6 +1,7 @@
 //! The source contract: the checks every source backend must pass, written once over
 //! `&dyn Source` and run against real servers on 127.0.0.1 — a local folder, s3s-fs (the
-//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http.
+//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http,
+//! the UPYUN test server (tests/common/upyun_server.rs) as srcType youpai.
 //!
 //! Each backend is one test running every check; a failure names the backend and the check,
 //! and the other checks still run. The fixtures are in tests/common/contract.rs.
