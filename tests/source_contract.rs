@@ -1,6 +1,7 @@
 //! The source contract: the checks every source backend must pass, written once over
 //! `&dyn Source` and run against real servers on 127.0.0.1 — a local folder, s3s-fs (the
-//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http.
+//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http,
+//! the UPYUN test server (tests/common/upyun_server.rs) as srcType youpai.
 //!
 //! Each backend is one test running every check; a failure names the backend and the check,
 //! and the other checks still run. The fixtures are in tests/common/contract.rs.
@@ -511,5 +512,38 @@ fn nginx_as_http() {
         let b = Bench::new("nginx as srcType=http", Box::new(fx));
         b.populate().await;
         verdict(suite(&b).await);
+    });
+}
+
+#[test]
+fn upyun_server_as_youpai_from_the_api_and_the_cdn() {
+    let server = std::sync::Arc::new(common::upyun_server::Upyun::start(
+        "contract-svc",
+        "contract-op",
+        "contract-pw",
+    ));
+    runtime().block_on(async {
+        let fx = UpyunFx {
+            server: server.clone(),
+            via_cdn: false,
+        };
+        let api = Bench::new("UPYUN test server as srcType=youpai", Box::new(fx));
+        api.populate().await;
+        let mut fails = suite(&api).await;
+        let fx = UpyunFx {
+            server: server.clone(),
+            via_cdn: true,
+        };
+        let cdn = api.with_fixture("UPYUN test server, isDownloadFromCdn=true", Box::new(fx));
+        fails.extend(suite(&cdn).await);
+        let from_cdn = server
+            .requests()
+            .iter()
+            .filter(|r| r.listener == "cdn")
+            .count();
+        if from_cdn == 0 {
+            fails.push("isDownloadFromCdn=true: no request reached the CDN".into());
+        }
+        verdict(fails);
     });
 }

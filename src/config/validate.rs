@@ -104,12 +104,13 @@ impl JobConfig {
                 }
                 return Ok(());
             }
+            SrcType::Youpai => return self.validate_youpai(),
             other => s3_vendor(other).ok_or_else(|| {
                 self.error_at(
                     "srcType",
                     format!(
                         "srcType={other} is not supported yet by ossimport-rs; this version \
-                         migrates local, oss, s3, cos, bos, ks3 and http"
+                         migrates local, oss, s3, cos, bos, ks3, youpai and http"
                     ),
                 )
             })?,
@@ -133,6 +134,49 @@ impl JobConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl JobConfig {
+    /// UPYUN: the REST API endpoint, the service, the operator and its password, and the CDN
+    /// to download from when `isDownloadFromCdn` is on.
+    fn validate_youpai(&self) -> Result<(), ConfigError> {
+        let domain = self.src_domain.to_ascii_lowercase();
+        if !(domain.starts_with("http://") || domain.starts_with("https://")) {
+            return Err(self.error_at(
+                "srcDomain",
+                "must be UPYUN's REST API with http:// or https://, for example \
+                 http://v0.api.upyun.com",
+            ));
+        }
+        let blanks = [
+            (
+                "srcBucket",
+                self.src_bucket.is_empty(),
+                "the UPYUN service name",
+            ),
+            (
+                "srcAccessKey",
+                self.src_access_key.is_empty(),
+                "the UPYUN operator",
+            ),
+            (
+                "srcSecretKey",
+                self.src_secret_key.is_empty(),
+                "the operator's password",
+            ),
+            (
+                "cdnDomain",
+                self.is_download_from_cdn && self.cdn_domain.trim().is_empty(),
+                "the CDN domain files are downloaded from when isDownloadFromCdn=true",
+            ),
+        ];
+        match blanks.into_iter().find(|(_, blank, _)| *blank) {
+            Some((key, _, what)) => {
+                Err(self.error_at(key, format!("is blank; srcType=youpai needs {what}")))
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -166,6 +210,29 @@ mod tests {
         job("auditMode=detailed\nisAuditAfterImport=false\n")
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn youpai_needs_its_endpoint_keys_service_and_a_cdn_when_it_downloads_from_one() {
+        let ok = "srcType=youpai\nsrcDomain=http://v0.api.upyun.com\nsrcBucket=svc\n\
+            srcAccessKey=op\nsrcSecretKey=pw\n";
+        job(ok).validate().unwrap();
+        job(&format!(
+            "{ok}isDownloadFromCdn=true\ncdnDomain=cdn.example.com\n"
+        ))
+        .validate()
+        .unwrap();
+        for (change, key, says) in [
+            ("srcDomain=v0.api.upyun.com\n", "srcDomain", "http://"),
+            ("srcBucket=\n", "srcBucket", "service name"),
+            ("srcSecretKey=\n", "srcSecretKey", "password"),
+            ("isDownloadFromCdn=true\n", "cdnDomain", "isDownloadFromCdn"),
+        ] {
+            // A later line wins in a properties file.
+            let err = refused(&format!("{ok}{change}"));
+            assert_eq!(err.key.as_deref(), Some(key), "{change}");
+            assert!(err.message.contains(says), "{change}: {err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod http;
 pub mod httplist;
 pub mod local;
 pub mod s3;
+pub mod upyun;
 
 use async_trait::async_trait;
 
@@ -247,6 +248,16 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
                 job.http_prefix_column,
                 job.relative_path_column,
                 job.task_object_count_limit,
+            )?));
+        }
+        SrcType::Youpai => {
+            return Ok(Box::new(upyun::UpyunSource::new(
+                &job.src_domain,
+                &job.src_bucket,
+                &job.src_prefix,
+                job.src_access_key.expose(),
+                job.src_secret_key.expose(),
+                job.is_download_from_cdn.then_some(job.cdn_domain.as_str()),
             )?));
         }
         other => s3_vendor(other).ok_or_else(|| {

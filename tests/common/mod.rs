@@ -7,6 +7,7 @@ pub mod proxy;
 #[cfg(unix)]
 pub mod runner;
 pub mod servers;
+pub mod upyun_server;
 
 #[allow(unused_imports)]
 pub use jobs::*;
