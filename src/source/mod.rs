@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod http;
 pub mod httplist;
 pub mod local;
+pub mod qiniu;
 pub mod s3;
 
 use async_trait::async_trait;
@@ -247,6 +248,22 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
                 job.http_prefix_column,
                 job.relative_path_column,
                 job.task_object_count_limit,
+            )?));
+        }
+        SrcType::Qiniu => {
+            let (rs, rsf) = qiniu::api_hosts();
+            let at = qiniu::QiniuSettings {
+                download: job.src_domain.trim().to_string(),
+                rs,
+                rsf,
+                bucket: job.src_bucket.trim().to_string(),
+                access_key: job.src_access_key.expose().to_string(),
+                secret_key: job.src_secret_key.expose().to_string(),
+            };
+            return Ok(Box::new(qiniu::QiniuSource::new(
+                at,
+                &job.src_prefix,
+                job.get_object_meta_mode,
             )?));
         }
         other => s3_vendor(other).ok_or_else(|| {
