@@ -1,6 +1,7 @@
 //! The source contract: the checks every source backend must pass, written once over
 //! `&dyn Source` and run against real servers on 127.0.0.1 — a local folder, s3s-fs (the
-//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http.
+//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http,
+//! the Qiniu test server as srcType qiniu (getObjectMetaMode stat and head).
 //!
 //! Each backend is one test running every check; a failure names the backend and the check,
 //! and the other checks still run. The fixtures are in tests/common/contract.rs.
@@ -8,6 +9,8 @@
 mod common;
 #[path = "common/contract.rs"]
 mod contract;
+#[path = "common/contract_qiniu.rs"]
+mod contract_qiniu;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -511,5 +514,20 @@ fn nginx_as_http() {
         let b = Bench::new("nginx as srcType=http", Box::new(fx));
         b.populate().await;
         verdict(suite(&b).await);
+    });
+}
+
+#[test]
+fn qiniu_test_server_as_qiniu() {
+    let fx = contract_qiniu::QiniuFx::start();
+    runtime().block_on(async {
+        let stat = Bench::new("qiniu server, getObjectMetaMode=stat", Box::new(fx.clone()));
+        stat.populate().await;
+        let mut fails = suite(&stat).await;
+        let mut head = fx.clone();
+        head.mode = ossimport::config::ObjectMetaMode::Head;
+        let head = stat.with_fixture("qiniu server, getObjectMetaMode=head", Box::new(head));
+        fails.extend(suite(&head).await);
+        verdict(fails);
     });
 }

@@ -4,6 +4,7 @@
 
 mod jobs;
 pub mod proxy;
+pub mod qiniu_server;
 #[cfg(unix)]
 pub mod runner;
 pub mod servers;
