@@ -159,6 +159,8 @@ pub struct Package {
     pub dir: tempfile::TempDir,
     pub job: BTreeMap<String, String>,
     pub sys: BTreeMap<String, String>,
+    /// Environment of the processes console.sh starts (the Qiniu API hosts of a test server).
+    pub env: BTreeMap<String, String>,
 }
 
 impl Package {
@@ -190,7 +192,12 @@ impl Package {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let pkg = Package { dir, job, sys };
+        let pkg = Package {
+            dir,
+            job,
+            sys,
+            env: BTreeMap::new(),
+        };
         pkg.write_conf();
         pkg
     }

@@ -51,6 +51,9 @@ struct State {
     /// How many throttled / failed answers were given.
     throttled: AtomicU32,
     failed: AtomicU32,
+    /// Stat requests and HEADs of a download URL answered so far.
+    stats: AtomicU32,
+    heads: AtomicU32,
     /// The last put time handed out: every put gets a later one.
     clock: AtomicU64,
 }
@@ -83,6 +86,8 @@ impl QiniuServer {
             throttled: AtomicU32::new(0),
             failed: AtomicU32::new(0),
             clock: AtomicU64::new(0),
+            stats: AtomicU32::new(0),
+            heads: AtomicU32::new(0),
         });
         let shared = state.clone();
         rt.spawn(async move {
@@ -135,6 +140,14 @@ impl QiniuServer {
     /// The next `n` requests are answered 599 (a server fault).
     pub fn fail_next(&self, n: u32) {
         self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Stat requests and download HEADs answered so far.
+    pub fn looks(&self) -> (u32, u32) {
+        (
+            self.state.stats.load(Ordering::SeqCst),
+            self.state.heads.load(Ordering::SeqCst),
+        )
     }
 
     /// Throttled and failed answers given so far.
@@ -215,6 +228,7 @@ fn handle(state: &State, req: Request<Incoming>) -> Answer {
         return if path == "/list" {
             list(state, &query)
         } else {
+            state.stats.fetch_add(1, Ordering::SeqCst);
             stat(state, &path["/stat/".len()..])
         };
     }
@@ -390,6 +404,9 @@ fn download(state: &State, req: &Request<Incoming>, path: &str, query: &str) -> 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     if deadline < now.as_secs() {
         return error(401, "token out of date");
+    }
+    if req.method() == Method::HEAD {
+        state.heads.fetch_add(1, Ordering::SeqCst);
     }
     let key = percent_encoding::percent_decode_str(&path[1..])
         .decode_utf8_lossy()
