@@ -77,6 +77,7 @@ fn migrate(mode: &str) {
         .map(|(rel, bytes)| (format!("docs/{rel}"), bytes))
         .collect();
     assert_same(&dest.objects(), &want);
+    assert_no_secret(&pkg, QSK);
     // The multipart object is looked at again after its parts: by stat or by HEAD.
     let (stats, heads) = server.looks();
     match mode {
@@ -145,14 +146,63 @@ fn a_wrong_qiniu_secret_aborts_the_job_at_start() {
         "{stat}"
     );
     assert!(dest.objects().is_empty());
+    assert_no_secret(&pkg, "not-the-secret-key");
+}
+
+/// Neither `secret` nor a download token in any file of the package but its conf/.
+fn assert_no_secret(pkg: &Package, secret: &str) {
     for entry in walkdir::WalkDir::new(pkg.dir.path()).into_iter().flatten() {
         if entry.file_type().is_file() && !entry.path().starts_with(pkg.path("conf")) {
             let text = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).into_owned();
             assert!(
-                !text.contains("not-the-secret-key") && !text.contains("token="),
+                !text.contains(secret) && !text.contains("token="),
                 "{}",
                 entry.path().display()
             );
         }
     }
+}
+
+/// The test server refuses what the docs say Qiniu refuses, so the tests above prove the
+/// source signs correctly: a download signed with another key, an expired `e`, no token.
+#[test]
+fn the_qiniu_test_server_checks_download_tokens_and_ranges() {
+    use ossimport::source::qiniu::sign::private_url;
+    let server = server_with(&BTreeMap::from([("r.bin".to_string(), content(1, 1000))]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let get = |url: String, range: Option<&str>| {
+        rt.block_on(async {
+            let mut req = reqwest::Client::new().get(url);
+            if let Some(r) = range {
+                req = req.header("Range", r);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.bytes().await.unwrap().to_vec())
+        })
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = &server.endpoint;
+    let (status, body) = get(private_url(at, "docs/r.bin", now + 60, QAK, "wrong"), None);
+    assert_eq!(
+        (status, body.as_slice()),
+        (401, &br#"{"error":"bad token"}"#[..])
+    );
+    let (status, body) = get(private_url(at, "docs/r.bin", now - 60, QAK, QSK), None);
+    assert_eq!(
+        (status, body.as_slice()),
+        (401, &br#"{"error":"token out of date"}"#[..])
+    );
+    let (status, _) = get(format!("{at}/docs/r.bin"), None);
+    assert_eq!(status, 401);
+    let (status, body) = get(
+        private_url(at, "docs/r.bin", now + 60, QAK, QSK),
+        Some("bytes=10-19"),
+    );
+    assert_eq!((status, body), (206, content(1, 1000)[10..20].to_vec()));
+    let (status, _) = get(private_url(at, "docs/none", now + 60, QAK, QSK), None);
+    assert_eq!(status, 404);
 }
