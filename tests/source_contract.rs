@@ -1,7 +1,8 @@
 //! The source contract: the checks every source backend must pass, written once over
 //! `&dyn Source` and run against real servers on 127.0.0.1 — a local folder, s3s-fs (the
 //! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http,
-//! the UPYUN test server (tests/common/upyun_server.rs) as srcType youpai.
+//! the UPYUN test server (tests/common/upyun_server.rs) as srcType youpai;
+//! and the Qiniu test server as srcType qiniu (getObjectMetaMode stat and head).
 //!
 //! Each backend is one test running every check; a failure names the backend and the check,
 //! and the other checks still run. The fixtures are in tests/common/contract.rs.
@@ -9,6 +10,8 @@
 mod common;
 #[path = "common/contract.rs"]
 mod contract;
+#[path = "common/contract_qiniu.rs"]
+mod contract_qiniu;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -544,6 +547,21 @@ fn upyun_server_as_youpai_from_the_api_and_the_cdn() {
         if from_cdn == 0 {
             fails.push("isDownloadFromCdn=true: no request reached the CDN".into());
         }
+        verdict(fails);
+    });
+}
+
+#[test]
+fn qiniu_test_server_as_qiniu() {
+    let fx = contract_qiniu::QiniuFx::start();
+    runtime().block_on(async {
+        let stat = Bench::new("qiniu server, getObjectMetaMode=stat", Box::new(fx.clone()));
+        stat.populate().await;
+        let mut fails = suite(&stat).await;
+        let mut head = fx.clone();
+        head.mode = ossimport::config::ObjectMetaMode::Head;
+        let head = stat.with_fixture("qiniu server, getObjectMetaMode=head", Box::new(head));
+        fails.extend(suite(&head).await);
         verdict(fails);
     });
 }

@@ -105,18 +105,25 @@ impl JobConfig {
                 return Ok(());
             }
             SrcType::Youpai => return self.validate_youpai(),
-            other => s3_vendor(other).ok_or_else(|| {
+            SrcType::Qiniu => None,
+            other => Some(s3_vendor(other).ok_or_else(|| {
                 self.error_at(
                     "srcType",
                     format!(
                         "srcType={other} is not supported yet by ossimport-rs; this version \
-                         migrates local, oss, s3, cos, bos, ks3, youpai and http"
+                         migrates local, oss, s3, cos, bos, ks3, qiniu, youpai and http"
                     ),
                 )
-            })?,
+            })?),
         };
-        if let Err(e) = s3_endpoint(vendor, &self.src_domain, &self.src_bucket, self.app_id) {
-            return Err(self.error_at(e.key, e.message));
+        match vendor {
+            Some(vendor) => {
+                if let Err(e) = s3_endpoint(vendor, &self.src_domain, &self.src_bucket, self.app_id)
+                {
+                    return Err(self.error_at(e.key, e.message));
+                }
+            }
+            None => self.validate_qiniu()?,
         }
         for (key, secret) in [
             ("srcAccessKey", &self.src_access_key),
@@ -132,6 +139,25 @@ impl JobConfig {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// qiniu: srcDomain is the bucket's download domain, a URL; the bucket is named apart.
+    fn validate_qiniu(&self) -> Result<(), ConfigError> {
+        let domain = self.src_domain.trim();
+        if !(domain.starts_with("http://") || domain.starts_with("https://")) {
+            return Err(self.error_at(
+                "srcDomain",
+                "must be the bucket's download domain as a URL with http:// or https:// \
+                 (for example http://mybucket.u.qiniudn.com or your bound domain)",
+            ));
+        }
+        if self.src_bucket.trim().is_empty() {
+            return Err(self.error_at(
+                "srcBucket",
+                "is blank; set it to the name of the Qiniu bucket to migrate",
+            ));
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod http;
 pub mod httplist;
 pub mod local;
+pub mod qiniu;
 pub mod s3;
 pub mod upyun;
 
@@ -258,6 +259,22 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
                 job.src_access_key.expose(),
                 job.src_secret_key.expose(),
                 job.is_download_from_cdn.then_some(job.cdn_domain.as_str()),
+            )?));
+        }
+        SrcType::Qiniu => {
+            let (rs, rsf) = qiniu::api_hosts();
+            let at = qiniu::QiniuSettings {
+                download: job.src_domain.trim().to_string(),
+                rs,
+                rsf,
+                bucket: job.src_bucket.trim().to_string(),
+                access_key: job.src_access_key.expose().to_string(),
+                secret_key: job.src_secret_key.expose().to_string(),
+            };
+            return Ok(Box::new(qiniu::QiniuSource::new(
+                at,
+                &job.src_prefix,
+                job.get_object_meta_mode,
             )?));
         }
         other => s3_vendor(other).ok_or_else(|| {

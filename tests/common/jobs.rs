@@ -56,7 +56,10 @@ pub fn install_console(pkg: &Package) {
 /// `bash console.sh <args>` in the package.
 pub fn console(pkg: &Package, args: &[&str]) -> Output {
     let mut cmd = Command::new("bash");
-    cmd.arg("console.sh").args(args).current_dir(pkg.dir.path());
+    cmd.arg("console.sh")
+        .args(args)
+        .envs(&pkg.env)
+        .current_dir(pkg.dir.path());
     cmd.output().expect("console.sh runs")
 }
 

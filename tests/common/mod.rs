@@ -4,6 +4,7 @@
 
 mod jobs;
 pub mod proxy;
+pub mod qiniu_server;
 #[cfg(unix)]
 pub mod runner;
 pub mod servers;
@@ -159,6 +160,8 @@ pub struct Package {
     pub dir: tempfile::TempDir,
     pub job: BTreeMap<String, String>,
     pub sys: BTreeMap<String, String>,
+    /// Environment of the processes console.sh starts (the Qiniu API hosts of a test server).
+    pub env: BTreeMap<String, String>,
 }
 
 impl Package {
@@ -190,7 +193,12 @@ impl Package {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let pkg = Package { dir, job, sys };
+        let pkg = Package {
+            dir,
+            job,
+            sys,
+            env: BTreeMap::new(),
+        };
         pkg.write_conf();
         pkg
     }
