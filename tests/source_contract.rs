@@ -1,6 +1,7 @@
 //! The source contract: the checks every source backend must pass, written once over
 //! `&dyn Source` and run against real servers on 127.0.0.1 — a local folder, s3s-fs (the
-//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http.
+//! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http,
+//! Azurite as srcType azure.
 //!
 //! Each backend is one test running every check; a failure names the backend and the check,
 //! and the other checks still run. The fixtures are in tests/common/contract.rs.
@@ -13,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Faults, Proxy};
-use common::servers::Moto;
+use common::servers::{Azurite, Moto};
 use common::{AK, BUCKET, SK, Sandbox, content};
 use contract::*;
 use ossimport::source::endpoint::S3Vendor;
@@ -509,6 +510,17 @@ fn nginx_as_http() {
     let fx = contract::HttpFx::start();
     runtime().block_on(async {
         let b = Bench::new("nginx as srcType=http", Box::new(fx));
+        b.populate().await;
+        verdict(suite(&b).await);
+    });
+}
+
+#[test]
+fn azurite_as_azure() {
+    let azurite = Azurite::start();
+    runtime().block_on(async {
+        let fx = contract::AzureFx::new(&azurite, "contract").await;
+        let b = Bench::new("azurite as srcType=azure", Box::new(fx));
         b.populate().await;
         verdict(suite(&b).await);
     });

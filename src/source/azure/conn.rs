@@ -264,6 +264,36 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// What a failed read says about the blob. Answers that will be the same on every try stop
+/// the retries; a 412 is looked at again, as Azurite (unlike Azure's 404) answers a deleted
+/// blob's If-Match read with it.
+async fn read_fault(conn: &Conn, name: &str, f: Failed) -> std::io::Error {
+    let (kind, why) = match f.status.map(|s| s.as_u16()) {
+        Some(412) if matches!(conn.head(&conn.rel(name)).await, Ok(None)) => (
+            ReadFaultKind::Deleted,
+            " (FILE_NOT_FOUND: deleted after it was listed)",
+        ),
+        Some(404) => (
+            ReadFaultKind::Deleted,
+            " (FILE_NOT_FOUND: deleted after it was listed)",
+        ),
+        Some(412) => (
+            ReadFaultKind::Changed,
+            " (SIZE_NOT_MATCH: rewritten after it was listed)",
+        ),
+        Some(416) => (
+            ReadFaultKind::Changed,
+            " (SIZE_NOT_MATCH: shorter than when it was listed)",
+        ),
+        Some(400..500) => (
+            ReadFaultKind::Refused,
+            " (READ_ERROR: the source refused the read)",
+        ),
+        _ => return std::io::Error::other(f.message),
+    };
+    ReadFault::io(kind, format!("{}{why}", f.message))
+}
+
 /// A byte range of one version of a blob.
 pub(super) struct BlobRange {
     pub(super) conn: Arc<Conn>,
@@ -290,32 +320,10 @@ impl Reopen for BlobRange {
             if let Some(v) = &version {
                 headers.push(("If-Match", v.clone()));
             }
-            let resp = conn
-                .send(Method::GET, Some(&name), &[], &headers)
-                .await
-                .map_err(|f| {
-                    // Answers that will be the same on every try stop the retries.
-                    let (kind, why) = match f.status.map(|s| s.as_u16()) {
-                        Some(404) => (
-                            ReadFaultKind::Deleted,
-                            " (FILE_NOT_FOUND: deleted after it was listed)",
-                        ),
-                        Some(412) => (
-                            ReadFaultKind::Changed,
-                            " (SIZE_NOT_MATCH: rewritten after it was listed)",
-                        ),
-                        Some(416) => (
-                            ReadFaultKind::Changed,
-                            " (SIZE_NOT_MATCH: shorter than when it was listed)",
-                        ),
-                        Some(400..500) => (
-                            ReadFaultKind::Refused,
-                            " (READ_ERROR: the source refused the read)",
-                        ),
-                        _ => return std::io::Error::other(f.message),
-                    };
-                    ReadFault::io(kind, format!("{}{why}", f.message))
-                })?;
+            let resp = match conn.send(Method::GET, Some(&name), &[], &headers).await {
+                Ok(resp) => resp,
+                Err(f) => return Err(read_fault(&conn, &name, f).await),
+            };
             let header = |n| resp.headers().get(n).and_then(|v| v.to_str().ok());
             let sent = header(ETAG).map(quoted);
             if let (Some(sent), Some(listed)) = (&sent, &version)

@@ -122,7 +122,7 @@ mod tests {
 <Etag>0x8DB</Etag><Content-Length>12</Content-Length><Content-MD5>1B2M2Y8AsgTpgAmY7PhCfg==</Content-MD5></Properties></Blob>
 <Blob><Name Encoded="true">p/%EF%BF%BEx</Name><Properties><Content-Length>0</Content-Length></Properties></Blob>
 <BlobPrefix><Name>p/d/</Name></BlobPrefix></Blobs><NextMarker>2!m</NextMarker></EnumerationResults>"#;
-        let page = parse_page(xml, |n| RelPath(n[2..].as_bytes().to_vec())).unwrap();
+        let page = parse_page(xml, |n| RelPath(n.as_bytes()[2..].to_vec())).unwrap();
         assert_eq!(page.objects.len(), 2);
         let a = &page.objects[0];
         assert_eq!(a.path, RelPath(b"a & b.txt".to_vec()));
