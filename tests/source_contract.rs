@@ -522,6 +522,27 @@ fn azurite_as_azure() {
         let fx = contract::AzureFx::new(&azurite, "contract").await;
         let b = Bench::new("azurite as srcType=azure", Box::new(fx));
         b.populate().await;
-        verdict(suite(&b).await);
+        let mut fails = suite(&b).await;
+        if let Err(why) = content_md5(&b).await {
+            fails.push(format!("[{}] Content-MD5: {why}", b.name));
+        }
+        verdict(fails);
     });
+}
+
+/// Azure keeps a blob's Content-MD5: a probe gives it as hex MD5, the audit's `etag(source)`.
+async fn content_md5(b: &Bench) -> Check {
+    use md5::{Digest, Md5};
+    let src = b.source();
+    let now = probe(src.as_ref(), &SourceObject::new(rel("root.txt"), 0, 0)).await?;
+    let hex: String = Md5::digest(b.bytes("root.txt"))
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    ensure!(
+        now.md5.as_deref() == Some(hex.as_str()),
+        "probe gives md5 {:?}, the bytes' is {hex}",
+        now.md5
+    );
+    Ok(())
 }
