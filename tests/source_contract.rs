@@ -1,8 +1,8 @@
 //! The source contract: the checks every source backend must pass, written once over
 //! `&dyn Source` and run against real servers on 127.0.0.1 — a local folder, s3s-fs (the
 //! sandbox) as srcType oss and s3, moto as srcType s3, nginx behind a URL list as srcType http,
-//! the UPYUN test server (tests/common/upyun_server.rs) as srcType youpai;
-//! and the Qiniu test server as srcType qiniu (getObjectMetaMode stat and head).
+//! the UPYUN test server (tests/common/upyun_server.rs) as srcType youpai, the Qiniu test
+//! server as srcType qiniu (getObjectMetaMode stat and head), and Azurite as srcType azure.
 //!
 //! Each backend is one test running every check; a failure names the backend and the check,
 //! and the other checks still run. The fixtures are in tests/common/contract.rs.
@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Faults, Proxy};
-use common::servers::Moto;
+use common::servers::{Azurite, Moto};
 use common::{AK, BUCKET, SK, Sandbox, content};
 use contract::*;
 use ossimport::source::endpoint::S3Vendor;
@@ -552,6 +552,21 @@ fn upyun_server_as_youpai_from_the_api_and_the_cdn() {
 }
 
 #[test]
+fn azurite_as_azure() {
+    let azurite = Azurite::start();
+    runtime().block_on(async {
+        let fx = contract::AzureFx::new(&azurite, "contract").await;
+        let b = Bench::new("azurite as srcType=azure", Box::new(fx));
+        b.populate().await;
+        let mut fails = suite(&b).await;
+        if let Err(why) = content_md5(&b).await {
+            fails.push(format!("[{}] Content-MD5: {why}", b.name));
+        }
+        verdict(fails);
+    });
+}
+
+#[test]
 fn qiniu_test_server_as_qiniu() {
     let fx = contract_qiniu::QiniuFx::start();
     runtime().block_on(async {
@@ -564,4 +579,21 @@ fn qiniu_test_server_as_qiniu() {
         fails.extend(suite(&head).await);
         verdict(fails);
     });
+}
+
+/// Azure keeps a blob's Content-MD5: a probe gives it as hex MD5, the audit's `etag(source)`.
+async fn content_md5(b: &Bench) -> Check {
+    use md5::{Digest, Md5};
+    let src = b.source();
+    let now = probe(src.as_ref(), &SourceObject::new(rel("root.txt"), 0, 0)).await?;
+    let hex: String = Md5::digest(b.bytes("root.txt"))
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    ensure!(
+        now.md5.as_deref() == Some(hex.as_str()),
+        "probe gives md5 {:?}, the bytes' is {hex}",
+        now.md5
+    );
+    Ok(())
 }

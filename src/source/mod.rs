@@ -6,6 +6,7 @@
 //! range of it as a [`Body`] that can be read again for each attempt. The worker, the
 //! verification and the destination never know which source they talk to.
 
+pub mod azure;
 pub mod endpoint;
 pub mod http;
 pub mod httplist;
@@ -249,6 +250,15 @@ pub fn open_source(job: &JobConfig) -> Result<Box<dyn Source>> {
                 job.http_prefix_column,
                 job.relative_path_column,
                 job.task_object_count_limit,
+            )?));
+        }
+        SrcType::Azure => {
+            return Ok(Box::new(azure::AzureSource::new(
+                &job.src_domain,
+                job.src_access_key.expose(),
+                job.src_secret_key.expose(),
+                &job.src_bucket,
+                &job.src_prefix,
             )?));
         }
         SrcType::Youpai => {

@@ -2,6 +2,7 @@
 //! built binary run the way a user runs it, and an S3 client to read the bucket back.
 #![allow(dead_code)]
 
+pub mod azure;
 mod jobs;
 pub mod proxy;
 pub mod qiniu_server;

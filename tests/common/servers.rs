@@ -376,3 +376,86 @@ impl Nginx {
         self.server.read("error.log")
     }
 }
+
+/// Pinned: 3.35.0 is the last Azurite that runs on Node 20 (3.37 needs a newer one).
+pub const AZURITE_VERSION: &str = "3.35.0";
+/// The emulator's well-known development account and its published key.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// `npm install azurite@<pinned>` under the cache, built in `<name>.partial` and renamed so that
+/// a half install is never used (npm's `.bin` links are relative, so they survive the rename).
+fn azurite_install() -> PathBuf {
+    let cache = cache_dir();
+    let dir = cache.join(format!("azurite-{AZURITE_VERSION}"));
+    let bin = |d: &Path| d.join("node_modules/.bin/azurite-blob");
+    if bin(&dir).exists() {
+        return bin(&dir);
+    }
+    locked("azurite", || {
+        if bin(&dir).exists() {
+            return;
+        }
+        let partial = cache.join(format!("azurite-{AZURITE_VERSION}.partial"));
+        let log = cache.join("azurite-install.log");
+        let _ = fs::remove_dir_all(&partial);
+        let _ = fs::remove_dir_all(&dir);
+        let spec = format!("azurite@{AZURITE_VERSION}");
+        let mut npm = Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&partial)
+            .arg(&spec);
+        if !run(&mut npm, &log) {
+            fail!(
+                &log,
+                "npm install {spec} failed (node 20 and npm are needed)"
+            );
+        }
+        if let Err(e) = fs::rename(&partial, &dir) {
+            fail!(&log, "renaming {} failed: {e}", partial.display());
+        }
+    });
+    bin(&dir)
+}
+
+/// Azurite's blob service on a free port, its data in a temp dir. It checks Shared Key
+/// signatures of `devstoreaccount1` exactly and answers path style
+/// (`http://127.0.0.1:P/devstoreaccount1/<container>`).
+pub struct Azurite {
+    pub endpoint: String,
+    pub port: u16,
+    server: Server,
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let bin = azurite_install();
+        let make = |dir: &Path, port: u16| {
+            let mut c = Command::new(&bin);
+            c.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+                .arg("-l")
+                .arg(dir.join("data"))
+                .args(["--skipApiVersionCheck", "--loose", "--silent"])
+                // Azurite reports usage to Microsoft unless told not to; tests stay on loopback.
+                .arg("--disableTelemetry");
+            c
+        };
+        // Azurite prints its URL only once the blob server listens.
+        let owned = |dir: &Path, _: &Child, port: u16| {
+            let line = format!("successfully listens on http://127.0.0.1:{port}");
+            fs::read_to_string(dir.join("azurite.log")).is_ok_and(|t| t.contains(&line))
+        };
+        let server = Server::spawn("azurite-blob", "azurite.log", &make, &owned);
+        let (endpoint, port) = (server.endpoint(), server.port);
+        Azurite {
+            endpoint,
+            port,
+            server,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.server.read("azurite.log")
+    }
+}
