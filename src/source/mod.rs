@@ -198,6 +198,31 @@ pub trait Source: Send + Sync {
     async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body>;
 }
 
+/// The scan units of a store with folders (key prefixes): each folder above `max_depth` lists
+/// its direct entries, each folder at `max_depth` its whole subtree, so `scanThreadCount`
+/// scanners can work side by side. `subfolders` names the folders directly in one.
+///
+/// # Errors
+/// The first error of `subfolders`.
+pub(crate) async fn folder_units<F, Fut>(max_depth: u32, mut subfolders: F) -> Result<Vec<ScanUnit>>
+where
+    F: FnMut(RelPath) -> Fut,
+    Fut: Future<Output = Result<Vec<RelPath>>>,
+{
+    let mut units = Vec::new();
+    let mut level = vec![RelPath(Vec::new())];
+    for _ in 0..max_depth.max(1) {
+        let mut next = Vec::new();
+        for dir in level {
+            next.extend(subfolders(dir.clone()).await?);
+            units.push(ScanUnit::tree(dir, false));
+        }
+        level = next;
+    }
+    units.extend(level.into_iter().map(|dir| ScanUnit::tree(dir, true)));
+    Ok(units)
+}
+
 /// The S3 dialect of a source type, for the types that speak S3.
 pub fn s3_vendor(src_type: SrcType) -> Option<S3Vendor> {
     match src_type {

@@ -275,19 +275,8 @@ impl Source for UpyunSource {
     }
 
     async fn scan_units(&self, max_depth: u32) -> Result<Vec<ScanUnit>> {
-        let mut units = Vec::new();
-        let mut level = vec![RelPath(Vec::new())];
-        for _ in 0..max_depth.max(1) {
-            let mut next = Vec::new();
-            for dir in level {
-                let subs = self.subfolders(&dir).await?;
-                units.push(ScanUnit::tree(dir, false));
-                next.extend(subs);
-            }
-            level = next;
-        }
-        units.extend(level.into_iter().map(|dir| ScanUnit::tree(dir, true)));
-        Ok(units)
+        let this = self;
+        super::folder_units(max_depth, |dir| async move { this.subfolders(&dir).await }).await
     }
 
     async fn list(&self, unit: &ScanUnit, resume: Resume, out: Sender<ListBatch>) -> Result<()> {
