@@ -402,6 +402,17 @@ fn azurite_install() -> PathBuf {
         let _ = fs::remove_dir_all(&partial);
         let _ = fs::remove_dir_all(&dir);
         let spec = format!("azurite@{AZURITE_VERSION}");
+        // A fresh Debian has no Node: take Debian's (18 on Debian 12; Azurite 3.35 declares
+        // node >= 10, tested here on 20).
+        let has_npm = || {
+            Command::new("npm")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !has_npm() {
+            apt_install("npm", has_npm);
+        }
         let mut npm = Command::new("npm");
         npm.args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&partial)
@@ -409,7 +420,7 @@ fn azurite_install() -> PathBuf {
         if !run(&mut npm, &log) {
             fail!(
                 &log,
-                "npm install {spec} failed (node 20 and npm are needed)"
+                "npm install {spec} failed (Node.js and npm are needed)"
             );
         }
         if let Err(e) = fs::rename(&partial, &dir) {
