@@ -291,10 +291,10 @@ mod tests {
     fn refusals_point_at_the_key_line() {
         let cases: &[(&str, &str, usize, &str)] = &[
             (
-                "srcType=qiniu\n",
-                "srcType",
-                8,
-                "srcType=qiniu is not supported yet",
+                "srcType=youpai\nsrcDomain=v0.api.upyun.com\n",
+                "srcDomain",
+                9,
+                "http:// or https://",
             ),
             ("srcPrefix=\n", "srcPrefix", 8, "absolute directory"),
             ("destDomain=\n", "destDomain", 8, "is blank"),
@@ -318,7 +318,8 @@ mod tests {
             assert_eq!(err.key.as_deref(), Some(*key), "{extra}");
             assert_eq!(err.line, Some(*line), "{extra}");
             assert!(err.message.contains(says), "{extra}: {err}");
-            assert!(err.to_string().starts_with("conf/local_job.cfg:8: key `"));
+            let at = format!("conf/local_job.cfg:{line}: key `");
+            assert!(err.to_string().starts_with(&at), "{err}");
         }
     }
 
