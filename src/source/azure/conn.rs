@@ -18,6 +18,7 @@ use super::auth::{API_VERSION, SharedKey};
 use super::listing::{Page, parse_page};
 use crate::error::Result;
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
+use crate::source::endpoint::{prefixed_key, unprefixed};
 use crate::source::{RelPath, SourceObject};
 // `/` in a blob name is left as it is: Azure treats it as a path separator of the name.
 use crate::source::rest::{self, PATH, UNRESERVED, error_chain};
@@ -74,16 +75,11 @@ impl Conn {
     }
 
     pub(super) fn name(&self, rel: &RelPath) -> String {
-        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+        prefixed_key(&self.prefix, rel)
     }
 
     pub(super) fn rel(&self, name: &str) -> RelPath {
-        RelPath(
-            name.get(self.prefix.len()..)
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        )
+        unprefixed(&self.prefix, name)
     }
 
     /// One signed request on the container (`blob` None) or a blob, retried while transient;

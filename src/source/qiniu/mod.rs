@@ -24,7 +24,7 @@ use tokio::sync::mpsc::Sender;
 pub use api::QiniuSettings;
 use api::{Conn, Failed, Item};
 
-use super::endpoint::key_prefix;
+use super::endpoint::{key_prefix, prefixed_key, unprefixed};
 use super::rest;
 use super::{
     Body, LIST_BATCH, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject,
@@ -76,16 +76,11 @@ impl QiniuSource {
     }
 
     fn key(&self, rel: &RelPath) -> String {
-        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+        prefixed_key(&self.prefix, rel)
     }
 
     fn rel(&self, key: &str) -> RelPath {
-        RelPath(
-            key.get(self.prefix.len()..)
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        )
+        unprefixed(&self.prefix, key)
     }
 
     fn object(&self, item: &Item) -> SourceObject {

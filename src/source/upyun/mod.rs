@@ -25,6 +25,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
+use crate::source::endpoint::{prefixed_key, unprefixed};
 use crate::source::rest;
 use api::{Api, Entry, Failed, LIST_LIMIT};
 
@@ -63,16 +64,11 @@ impl UpyunSource {
     }
 
     fn key(&self, rel: &RelPath) -> String {
-        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+        prefixed_key(&self.prefix, rel)
     }
 
     fn rel(&self, key: &str) -> RelPath {
-        RelPath(
-            key.get(self.prefix.len()..)
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        )
+        unprefixed(&self.prefix, key)
     }
 
     /// The folder that lists `dir` and the start its entries' names must have there: a
