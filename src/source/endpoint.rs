@@ -190,6 +190,22 @@ pub fn key_prefix(src_prefix: &str) -> String {
     src_prefix.trim_start_matches('/').to_string()
 }
 
+/// The key of `rel` under the key prefix `prefix`.
+pub fn prefixed_key(prefix: &str, rel: &crate::relpath::RelPath) -> String {
+    format!("{prefix}{}", String::from_utf8_lossy(rel.as_bytes()))
+}
+
+/// The relative path of `key` under the key prefix `prefix`: what follows it (empty when the
+/// key is not longer).
+pub fn unprefixed(prefix: &str, key: &str) -> crate::relpath::RelPath {
+    crate::relpath::RelPath(
+        key.get(prefix.len()..)
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec(),
+    )
+}
+
 /// The host of `scheme://[user@]host[:port]/path`, without brackets around an IPv6 address.
 pub fn host_of(endpoint: &str) -> &str {
     let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);

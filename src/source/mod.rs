@@ -12,6 +12,7 @@ pub mod http;
 pub mod httplist;
 pub mod local;
 pub mod qiniu;
+pub(crate) mod rest;
 pub mod s3;
 pub mod upyun;
 

@@ -18,7 +18,6 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc::Sender;
 
-use super::endpoint::{S3Endpoint, key_prefix};
 use super::{
     Body, LIST_BATCH, ListBatch, ObjectLocation, Probe, RelPath, Resume, ScanUnit, Scope, Source,
     SourceObject,
@@ -26,6 +25,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
 use crate::s3client::{CaptureHeader, ClientSettings, Failure, build_client, describe};
+use crate::source::endpoint::{S3Endpoint, key_prefix, prefixed_key, unprefixed};
 
 /// The pieces every request needs, shared by the source and the bodies it opens.
 struct Conn {
@@ -72,16 +72,11 @@ impl Conn {
     }
 
     fn key(&self, rel: &RelPath) -> String {
-        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+        prefixed_key(&self.prefix, rel)
     }
 
     fn rel(&self, key: &str) -> RelPath {
-        RelPath(
-            key.get(self.prefix.len()..)
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        )
+        unprefixed(&self.prefix, key)
     }
 
     /// One ListObjectsV2 page, retried while the failure is transient.

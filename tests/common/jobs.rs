@@ -142,3 +142,40 @@ pub fn submit_and_start(pkg: &Package) {
     let out = console(pkg, &["start"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Asserts that `stat` (the job's stat once it stopped) is an abort before any task: one
+/// AbortReason line, which it returns; no task failed or done; nothing in `dest`; and none of
+/// `secrets` in the stat or in any file of the package outside conf/.
+pub fn assert_aborted_at_start(
+    pkg: &Package,
+    dest: &Sandbox,
+    stat: &str,
+    secrets: &[&str],
+) -> String {
+    assert!(
+        stat.contains("JobState:Abort\n") && stat.contains("FailedTasks:0\n"),
+        "{stat}"
+    );
+    let reasons: Vec<&str> = stat
+        .lines()
+        .filter(|l| l.starts_with("AbortReason:"))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{stat}");
+    assert!(pkg.task_dirs("failed_tasks").is_empty() && pkg.task_dirs("succeed_tasks").is_empty());
+    assert!(dest.objects().is_empty());
+    for secret in secrets {
+        assert!(!stat.contains(secret), "{stat}");
+    }
+    if !secrets.is_empty() {
+        for entry in walkdir::WalkDir::new(pkg.dir.path()).into_iter().flatten() {
+            if entry.file_type().is_file() && !entry.path().starts_with(pkg.path("conf")) {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                for secret in secrets {
+                    assert!(!text.contains(secret), "{}", entry.path().display());
+                }
+            }
+        }
+    }
+    reasons[0].to_string()
+}

@@ -6,30 +6,22 @@
 //! signature.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
 use futures::future::BoxFuture;
-use futures::stream::{StreamExt, TryStreamExt};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG};
+use percent_encoding::utf8_percent_encode;
+use reqwest::header::ETAG;
 use reqwest::{Client, Method, StatusCode};
 
 use super::auth::{API_VERSION, SharedKey};
 use super::listing::{Page, parse_page};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
+use crate::source::endpoint::{prefixed_key, unprefixed};
 use crate::source::{RelPath, SourceObject};
-
-/// Percent-encoded in a URL: everything but RFC 3986's unreserved characters (and `/` in a
-/// blob name, which Azure treats as a path separator of the name).
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-const PATH: &AsciiSet = &COMPONENT.remove(b'/');
+// `/` in a blob name is left as it is: Azure treats it as a path separator of the name.
+use crate::source::rest::{self, PATH, UNRESERVED, error_chain};
 
 pub(super) struct Conn {
     client: Client,
@@ -65,12 +57,7 @@ impl Conn {
         container: String,
         prefix: String,
     ) -> Result<Conn> {
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // A stalled transfer becomes a retried error instead of a hang.
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| Error::Source(format!("cannot set up the HTTP client: {e}")))?;
+        let client = rest::client(Client::builder())?;
         Ok(Conn {
             client,
             key,
@@ -88,16 +75,11 @@ impl Conn {
     }
 
     pub(super) fn name(&self, rel: &RelPath) -> String {
-        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+        prefixed_key(&self.prefix, rel)
     }
 
     pub(super) fn rel(&self, name: &str) -> RelPath {
-        RelPath(
-            name.get(self.prefix.len()..)
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        )
+        unprefixed(&self.prefix, name)
     }
 
     /// One signed request on the container (`blob` None) or a blob, retried while transient;
@@ -125,7 +107,10 @@ impl Conn {
         let mut url = format!("{}{path}", self.origin);
         for (i, (name, value)) in query.iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
-            url.push_str(&format!("{name}={}", utf8_percent_encode(value, COMPONENT)));
+            url.push_str(&format!(
+                "{name}={}",
+                utf8_percent_encode(value, UNRESERVED)
+            ));
         }
         let call = || async {
             let date = httpdate::fmt_http_date(std::time::SystemTime::now());
@@ -160,9 +145,7 @@ impl Conn {
             let said = code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
             Err(Failed {
                 message: format!("{what}: HTTP {status}{said}"),
-                transient: status.is_server_error()
-                    || status == StatusCode::TOO_MANY_REQUESTS
-                    || status == StatusCode::REQUEST_TIMEOUT,
+                transient: rest::transient(status),
                 status: Some(status),
                 code,
             })
@@ -224,19 +207,15 @@ impl Conn {
         let size = text("content-length")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let mut obj = SourceObject::new(rel.clone(), size, text("last-modified").map_or(0, mtime));
+        let mut obj = SourceObject::new(
+            rel.clone(),
+            size,
+            text("last-modified").map_or(0, rest::mtime),
+        );
         obj.version = text("etag").map(quoted);
         obj.md5 = text("content-md5").and_then(md5_hex);
         Ok(Some(obj))
     }
-}
-
-/// `Last-Modified` (RFC 1123) as unix seconds; 0 when unreadable.
-pub(super) fn mtime(text: &str) -> i64 {
-    httpdate::parse_http_date(text)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// An ETag in quotes, as the Get Blob answer gives it (listings give it bare).
@@ -250,18 +229,6 @@ pub(super) fn md5_hex(b64: &str) -> Option<String> {
         .decode(b64.trim())
         .ok()?;
     (raw.len() == 16).then(|| raw.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// An error and its causes in one line (reqwest's Display stops at the outermost).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// What a failed read says about the blob. Answers that will be the same on every try stop
@@ -342,11 +309,7 @@ impl Reopen for BlobRange {
                     "GET blob `{name}`: the server ignored x-ms-range"
                 )));
             }
-            let total = match ranged {
-                true => header(CONTENT_RANGE).and_then(|r| r.rsplit('/').next()),
-                false => header(CONTENT_LENGTH),
-            };
-            if let Some(total) = total.and_then(|t| t.parse::<u64>().ok())
+            if let Some(total) = rest::total_size(resp.headers(), ranged)
                 && total != size
             {
                 return Err(ReadFault::io(
@@ -357,10 +320,7 @@ impl Reopen for BlobRange {
                     ),
                 ));
             }
-            Ok(resp
-                .bytes_stream()
-                .map_err(|e| std::io::Error::other(error_chain(&e)))
-                .boxed())
+            Ok(rest::byte_stream(resp))
         })
     }
 }

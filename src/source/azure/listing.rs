@@ -5,7 +5,8 @@ use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 
-use super::conn::{md5_hex, mtime, quoted};
+use super::conn::{md5_hex, quoted};
+use crate::source::rest::mtime;
 use crate::source::{RelPath, SourceObject};
 
 pub(super) struct Page {

@@ -2,16 +2,15 @@
 //! GETs of byte ranges as bodies, each retried while its failure is transient.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
-use futures::stream::{StreamExt, TryStreamExt};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MATCH, LAST_MODIFIED, RANGE};
 use reqwest::{Client, Method, StatusCode};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
+use crate::source::rest::{self, error_chain};
 use crate::source::{RelPath, SourceObject};
 
 pub(super) struct Conn {
@@ -31,13 +30,8 @@ impl Conn {
     /// # Errors
     /// When the HTTP client cannot be built (no TLS roots).
     pub(super) fn new() -> Result<Conn> {
-        let client = Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .connect_timeout(Duration::from_secs(10))
-            // A stalled transfer becomes a retried error instead of a hang.
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| Error::Source(format!("cannot set up the HTTP client: {e}")))?;
+        let client =
+            rest::client(Client::builder().redirect(reqwest::redirect::Policy::limited(10)))?;
         Ok(Conn {
             client,
             policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
@@ -84,9 +78,7 @@ impl Conn {
             }
             Err(Failed {
                 message: format!("{method} {url}: HTTP {status}"),
-                transient: status.is_server_error()
-                    || status == StatusCode::TOO_MANY_REQUESTS
-                    || status == StatusCode::REQUEST_TIMEOUT,
+                transient: rest::transient(status),
                 status: Some(status),
             })
         };
@@ -132,10 +124,7 @@ impl Conn {
                 status: Some(resp.status()),
             });
         };
-        let mtime = text(LAST_MODIFIED)
-            .and_then(|t| httpdate::parse_http_date(t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+        let mtime = text(LAST_MODIFIED).map_or(0, rest::mtime);
         let mut obj = SourceObject::new(RelPath(Vec::new()), size, mtime);
         // No change marker from the ETag: a farm of servers behind one name gives one file a
         // different ETag per node (inode-based), and pinning reads to it would fail every file.
@@ -143,18 +132,6 @@ impl Conn {
         obj.locator = Some(url.to_string());
         Ok(Some(obj))
     }
-}
-
-/// An error and its causes in one line (reqwest's Display stops at the outermost).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// A byte range of one URL.
@@ -250,12 +227,7 @@ impl Reopen for UrlRange {
             }
             // Without an ETag to pin the size still tells a rewrite: the total after the
             // slash of `bytes 0-99/1234`, or the length of a whole-file answer.
-            let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
-            let total = match range {
-                Some(_) => header(CONTENT_RANGE).and_then(|r| r.rsplit('/').next()),
-                None => header(CONTENT_LENGTH),
-            };
-            if let Some(total) = total.and_then(|t| t.parse::<u64>().ok())
+            if let Some(total) = rest::total_size(resp.headers(), range.is_some())
                 && total != size
             {
                 return Err(ReadFault::io(
@@ -266,10 +238,7 @@ impl Reopen for UrlRange {
                     ),
                 ));
             }
-            Ok(resp
-                .bytes_stream()
-                .map_err(|e| std::io::Error::other(error_chain(&e)))
-                .boxed())
+            Ok(rest::byte_stream(resp))
         })
     }
 }

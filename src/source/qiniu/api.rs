@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{AUTHORIZATION, RANGE};
-use reqwest::{Client, Method, Response, StatusCode};
+use reqwest::{Client, Method, Response};
 use serde::Deserialize;
 
 use super::sign;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::source::rest::{self, error_chain};
 
 /// How long a private download URL stays valid: longer than any retried read of one range.
 const URL_LIFETIME: Duration = Duration::from_secs(3600);
@@ -76,12 +77,7 @@ impl Conn {
     /// # Errors
     /// When the HTTP client cannot be built (no TLS roots).
     pub(super) fn new(at: QiniuSettings) -> Result<Conn> {
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // A stalled transfer becomes a retried error instead of a hang.
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| Error::Source(format!("cannot set up the HTTP client: {e}")))?;
+        let client = rest::client(Client::builder())?;
         Ok(Conn {
             client,
             at,
@@ -197,7 +193,7 @@ async fn answer(
 ) -> std::result::Result<Response, Failed> {
     // Without the URL: a private URL carries the download token.
     let resp = sent.map_err(|e| Failed {
-        message: format!("{what}: {}", chain(&e.without_url())),
+        message: format!("{what}: {}", error_chain(&e.without_url())),
         transient: true,
         status: None,
     })?;
@@ -213,9 +209,7 @@ async fn answer(
     Err(Failed {
         message: format!("{what}: HTTP {code}{said}"),
         // 573 is Qiniu's throttle answer, 599 its server error; both are 5xx like the rest.
-        transient: status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT,
+        transient: rest::transient(status),
         status: Some(code),
     })
 }
@@ -233,18 +227,6 @@ async fn json<T: serde::de::DeserializeOwned>(
     let body = resp
         .bytes()
         .await
-        .map_err(|e| unreadable(chain(&e.without_url())))?;
+        .map_err(|e| unreadable(error_chain(&e.without_url())))?;
     serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()))
-}
-
-/// An error and its causes in one line (reqwest's Display stops at the outermost).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

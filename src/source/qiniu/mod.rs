@@ -17,14 +17,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{StreamExt, TryStreamExt};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, LAST_MODIFIED};
+use reqwest::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc::Sender;
 
 pub use api::QiniuSettings;
 use api::{Conn, Failed, Item};
 
-use super::endpoint::key_prefix;
+use super::endpoint::{key_prefix, prefixed_key, unprefixed};
+use super::rest;
 use super::{
     Body, LIST_BATCH, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject,
 };
@@ -75,16 +76,11 @@ impl QiniuSource {
     }
 
     fn key(&self, rel: &RelPath) -> String {
-        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+        prefixed_key(&self.prefix, rel)
     }
 
     fn rel(&self, key: &str) -> RelPath {
-        RelPath(
-            key.get(self.prefix.len()..)
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        )
+        unprefixed(&self.prefix, key)
     }
 
     fn object(&self, item: &Item) -> SourceObject {
@@ -149,10 +145,7 @@ impl QiniuSource {
                     sign::public_url(&self.conn.at.download, key)
                 ))
             })?;
-        let mtime = text(LAST_MODIFIED)
-            .and_then(|t| httpdate::parse_http_date(t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+        let mtime = text(LAST_MODIFIED).map_or(0, rest::mtime);
         let mut obj = SourceObject::new(path.clone(), size, mtime);
         obj.version = text(ETAG).map(|e| e.trim_matches('"').to_string());
         Ok(Probe::Present(obj))
@@ -340,11 +333,7 @@ impl Reopen for KeyRange {
                     ),
                 ));
             }
-            let total = match range {
-                Some(_) => header(CONTENT_RANGE).and_then(|r| r.rsplit('/').next()),
-                None => header(CONTENT_LENGTH),
-            };
-            if let Some(total) = total.and_then(|t| t.parse::<u64>().ok())
+            if let Some(total) = rest::total_size(resp.headers(), range.is_some())
                 && total != size
             {
                 return Err(ReadFault::io(

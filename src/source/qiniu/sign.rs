@@ -4,28 +4,15 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
-use hmac::{Hmac, KeyInit, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use sha1::Sha1;
+use percent_encoding::utf8_percent_encode;
 
-/// Everything but RFC 3986's unreserved characters and `/` is escaped in a key's path, as
-/// the download-token doc asks for keys with non-ASCII characters.
-const PATH: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
-/// Query values: the same without `/`.
-const QUERY: &AsciiSet = &PATH.add(b'/');
+// Everything but RFC 3986's unreserved characters and `/` is escaped in a key's path, as
+// the download-token doc asks for keys with non-ASCII characters; query values escape `/` too.
+use crate::source::rest::{PATH, UNRESERVED as QUERY, hmac_sha1};
 
 /// URL-safe base64 of HMAC-SHA1(`secret`, `data`).
 pub fn encoded_sign(secret: &str, data: &[u8]) -> String {
-    // HMAC takes keys of any length; this cannot fail.
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(data);
-    URL_SAFE.encode(mac.finalize().into_bytes())
+    URL_SAFE.encode(hmac_sha1(secret.as_bytes(), data))
 }
 
 /// The `Authorization` value of a management request without a body (GET, or POST with an

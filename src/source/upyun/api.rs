@@ -3,33 +3,26 @@
 //! the signature being Base64(HMAC-SHA1(MD5-hex(password), `METHOD&URI&DATE`)) with an RFC 1123
 //! `Date` header, and retried while the failure is transient (5xx, 429, a dropped connection).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
-use hmac::{KeyInit, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, DATE, RANGE};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::source::endpoint::hide_userinfo;
+// Path characters outside `PATH` are percent-encoded (the URI UPYUN signs is the encoded
+// one, so client and server agree on it byte for byte).
+use crate::source::rest::{self, PATH, error_chain};
 
 /// The iterator UPYUN answers after the last page of a folder ("获取目录文件列表").
 pub(super) const END_ITER: &str = "g2gCZAAEbmV4dGQAA2VvZg";
 
 /// Entries per listing page (`x-list-limit`; UPYUN allows up to 10,000).
 pub(super) const LIST_LIMIT: usize = 1_000;
-
-/// Path characters sent as they are; the rest is percent-encoded (the URI UPYUN signs is the
-/// encoded one, so client and server agree on it byte for byte).
-const PATH: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
 
 pub(super) struct Api {
     client: Client,
@@ -104,12 +97,7 @@ impl Api {
     /// When the HTTP client cannot be built (no TLS roots).
     pub(super) fn new(domain: &str, service: &str, operator: &str, password: &str) -> Result<Api> {
         use md5::{Digest, Md5};
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // A stalled transfer becomes a retried error instead of a hang.
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| Error::Source(format!("cannot set up the HTTP client: {e}")))?;
+        let client = rest::client(Client::builder())?;
         let key = Md5::digest(password.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -135,11 +123,11 @@ impl Api {
     }
 
     fn authorization(&self, method: &Method, uri: &str, date: &str) -> String {
-        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(self.key.as_bytes())
-            .expect("HMAC takes a key of any length");
-        mac.update(format!("{method}&{uri}&{date}").as_bytes());
-        let signature =
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let mac = rest::hmac_sha1(
+            self.key.as_bytes(),
+            format!("{method}&{uri}&{date}").as_bytes(),
+        );
+        let signature = base64::engine::general_purpose::STANDARD.encode(mac);
         format!("UPYUN {}:{signature}", self.operator)
     }
 
@@ -185,9 +173,7 @@ impl Api {
             };
             Err(Failed {
                 message: format!("{method} {}: HTTP {status}{said}", hide_userinfo(url)),
-                transient: status.is_server_error()
-                    || status == StatusCode::TOO_MANY_REQUESTS
-                    || status == StatusCode::REQUEST_TIMEOUT,
+                transient: rest::transient(status),
                 status: Some(status.as_u16()),
                 code,
             })
@@ -343,18 +329,6 @@ fn parse_text(bytes: &[u8]) -> Option<ListBody> {
 
 fn encode(key: &str) -> String {
     utf8_percent_encode(key, PATH).to_string()
-}
-
-/// An error and its causes in one line (reqwest's Display stops at the outermost).
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

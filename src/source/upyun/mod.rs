@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use futures::stream::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE};
 use tokio::sync::mpsc::Sender;
 
 mod api;
@@ -27,7 +25,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
-use api::{Api, Entry, Failed, LIST_LIMIT, error_chain};
+use crate::source::endpoint::{prefixed_key, unprefixed};
+use crate::source::rest;
+use api::{Api, Entry, Failed, LIST_LIMIT};
 
 pub struct UpyunSource {
     api: Arc<Api>,
@@ -64,16 +64,11 @@ impl UpyunSource {
     }
 
     fn key(&self, rel: &RelPath) -> String {
-        format!("{}{}", self.prefix, String::from_utf8_lossy(rel.as_bytes()))
+        prefixed_key(&self.prefix, rel)
     }
 
     fn rel(&self, key: &str) -> RelPath {
-        RelPath(
-            key.get(self.prefix.len()..)
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        )
+        unprefixed(&self.prefix, key)
     }
 
     /// The folder that lists `dir` and the start its entries' names must have there: a
@@ -383,12 +378,7 @@ impl Reopen for FileRange {
             }
             // The size tells a rewrite: the total after the slash of `bytes 0-99/1234`, or
             // the length of a whole-file answer.
-            let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
-            let total = match range {
-                Some(_) => header(CONTENT_RANGE).and_then(|r| r.rsplit('/').next()),
-                None => header(CONTENT_LENGTH),
-            };
-            if let Some(total) = total.and_then(|t| t.parse::<u64>().ok())
+            if let Some(total) = rest::total_size(resp.headers(), range.is_some())
                 && total != size
             {
                 return Err(ReadFault::io(
@@ -399,10 +389,7 @@ impl Reopen for FileRange {
                     ),
                 ));
             }
-            Ok(resp
-                .bytes_stream()
-                .map_err(|e| io::Error::other(error_chain(&e)))
-                .boxed())
+            Ok(rest::byte_stream(resp))
         })
     }
 }

@@ -1,0 +1,91 @@
+//! What the REST-speaking sources (http, azure, qiniu, upyun) share: the HTTP client, the
+//! characters left as they are in a URL, which answers are worth another try, and the reading
+//! of a ranged GET's answer.
+
+use std::time::Duration;
+
+use futures::stream::{StreamExt, TryStreamExt};
+use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap};
+use reqwest::{Client, ClientBuilder, Response, StatusCode};
+use sha1::Sha1;
+
+use crate::error::{Error, Result};
+use crate::payload::ByteStream;
+
+/// Percent-encoded in a URL component: everything but RFC 3986's unreserved characters.
+pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encoded in a URL path: the same, with `/` left as the separator it is.
+pub(crate) const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
+
+/// `builder` with the timeouts every source uses, built.
+///
+/// # Errors
+/// When the HTTP client cannot be built (no TLS roots).
+pub(crate) fn client(builder: ClientBuilder) -> Result<Client> {
+    builder
+        .connect_timeout(Duration::from_secs(10))
+        // A stalled transfer becomes a retried error instead of a hang.
+        .read_timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| Error::Source(format!("cannot set up the HTTP client: {e}")))
+}
+
+/// Whether an unsuccessful status is worth another try: a server error, a throttle, a timeout.
+pub(crate) fn transient(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+/// An error and its causes in one line (reqwest's Display stops at the outermost).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// HMAC-SHA1 of `data` keyed by `key` (callers encode it as their API asks).
+pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC takes keys of any length; this cannot fail.
+    let mut mac = Hmac::<Sha1>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `Last-Modified` (RFC 1123) as unix seconds; 0 when unreadable.
+pub(crate) fn mtime(text: &str) -> i64 {
+    httpdate::parse_http_date(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The object's whole size as a GET answer gives it: the total after the slash of
+/// `bytes 0-99/1234` when `ranged`, else the length of a whole-file answer.
+pub(crate) fn total_size(headers: &HeaderMap, ranged: bool) -> Option<u64> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let total = match ranged {
+        true => header(CONTENT_RANGE).and_then(|r| r.rsplit('/').next()),
+        false => header(CONTENT_LENGTH),
+    };
+    total.and_then(|t| t.parse::<u64>().ok())
+}
+
+/// The body of an answer as a stream, a failure carrying its causes.
+pub(crate) fn byte_stream(resp: Response) -> ByteStream {
+    resp.bytes_stream()
+        .map_err(|e| std::io::Error::other(error_chain(&e)))
+        .boxed()
+}
