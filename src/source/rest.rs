@@ -83,9 +83,44 @@ pub(crate) fn total_size(headers: &HeaderMap, ranged: bool) -> Option<u64> {
     total.and_then(|t| t.parse::<u64>().ok())
 }
 
+/// Why a 206 answer is not the range asked for (`requested` = `bytes=a-b`), if it is not: a
+/// proxy that serves another range would put the wrong bytes at a part's offset.
+pub(crate) fn wrong_range(headers: &HeaderMap, requested: Option<&str>) -> Option<String> {
+    let asked = requested?.strip_prefix("bytes=")?;
+    let served = headers
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes "))
+        .and_then(|r| r.split('/').next());
+    match served {
+        Some(served) if served == asked => None,
+        Some(served) => Some(format!(
+            "asked for bytes {asked}, the answer holds {served}"
+        )),
+        None => Some(format!(
+            "asked for bytes {asked}, the answer has no Content-Range"
+        )),
+    }
+}
+
 /// The body of an answer as a stream, a failure carrying its causes.
 pub(crate) fn byte_stream(resp: Response) -> ByteStream {
     resp.bytes_stream()
         .map_err(|e| std::io::Error::other(error_chain(&e)))
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_206_must_hold_the_range_asked_for() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_RANGE, "bytes 100-199/1000".parse().unwrap());
+        assert_eq!(wrong_range(&h, Some("bytes=100-199")), None);
+        assert!(wrong_range(&h, Some("bytes=0-99")).is_some());
+        assert_eq!(wrong_range(&h, None), None);
+        assert!(wrong_range(&HeaderMap::new(), Some("bytes=0-99")).is_some());
+    }
 }

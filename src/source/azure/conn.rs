@@ -282,7 +282,7 @@ impl Reopen for BlobRange {
         Box::pin(async move {
             let mut headers = Vec::new();
             if ranged {
-                headers.push(("x-ms-range", range));
+                headers.push(("x-ms-range", range.clone()));
             }
             if let Some(v) = &version {
                 headers.push(("If-Match", v.clone()));
@@ -319,6 +319,10 @@ impl Reopen for BlobRange {
                          (SIZE_NOT_MATCH: rewritten after it was listed)"
                     ),
                 ));
+            }
+            // Right size, wrong place: the bytes would land at another offset.
+            if let Some(why) = rest::wrong_range(resp.headers(), ranged.then_some(range.as_str())) {
+                return Err(std::io::Error::other(format!("GET blob `{name}`: {why}")));
             }
             Ok(rest::byte_stream(resp))
         })

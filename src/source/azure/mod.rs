@@ -105,6 +105,9 @@ impl AzureSource {
                 .await
                 .map_err(source_error)?;
             out.extend(page.prefixes.iter().map(|p| c.rel(p)));
+            if page.next_marker.is_some() && page.next_marker == marker {
+                return Err(repeated_marker(&prefix));
+            }
             marker = page.next_marker;
             if marker.is_none() {
                 out.dedup();
@@ -112,6 +115,14 @@ impl AzureSource {
             }
         }
     }
+}
+
+/// A page that points at itself would be listed forever (a server or proxy fault).
+fn repeated_marker(prefix: &str) -> Error {
+    Error::Source(format!(
+        "List Blobs under `{prefix}` answered the same NextMarker twice; the listing cannot go on \
+         (check srcDomain: a caching proxy in between?)"
+    ))
 }
 
 fn source_error(f: Failed) -> Error {
@@ -176,6 +187,9 @@ impl Source for AzureSource {
                 .collect();
             if !batch.is_empty() && out.send(batch).await.is_err() {
                 return Ok(());
+            }
+            if page.next_marker.is_some() && page.next_marker == marker {
+                return Err(repeated_marker(&prefix));
             }
             marker = page.next_marker;
             if marker.is_none() {

@@ -238,6 +238,10 @@ impl Reopen for UrlRange {
                     ),
                 ));
             }
+            // Right size, wrong place: the bytes would land at another offset.
+            if let Some(why) = rest::wrong_range(resp.headers(), range.as_deref()) {
+                return Err(std::io::Error::other(format!("GET {url}: {why}")));
+            }
             Ok(rest::byte_stream(resp))
         })
     }

@@ -13,11 +13,23 @@ use super::sign;
 use crate::error::Result;
 use crate::source::rest::{self, error_chain};
 
+/// Shows where, never the keys.
+impl std::fmt::Debug for QiniuSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QiniuSettings")
+            .field("download", &self.download)
+            .field("rs", &self.rs)
+            .field("rsf", &self.rsf)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How long a private download URL stays valid: longer than any retried read of one range.
 const URL_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Where and as whom the source talks to Qiniu.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QiniuSettings {
     /// `srcDomain`: the bucket's download domain, a URL.
     pub download: String,

@@ -115,8 +115,11 @@ impl QiniuSource {
                     out.push(rel);
                 }
             }
-            if page.marker.is_empty() || page.marker == marker {
+            if page.marker.is_empty() {
                 return Ok(out);
+            }
+            if page.marker == marker {
+                return Err(repeated_marker(&prefix));
             }
             marker = page.marker;
         }
@@ -224,8 +227,11 @@ impl Source for QiniuSource {
             if !batch.is_empty() && out.send(batch).await.is_err() {
                 return Ok(());
             }
-            if page.marker.is_empty() || page.marker == marker {
+            if page.marker.is_empty() {
                 return Ok(());
+            }
+            if page.marker == marker {
+                return Err(repeated_marker(&prefix));
             }
             marker = page.marker;
         }
@@ -313,7 +319,19 @@ impl Reopen for KeyRange {
                     )
                 })?;
             let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
-            let sent = header(ETAG).map(|e| e.trim_matches('"'));
+            let sent = header(ETAG).map(|e| e.trim_start_matches("W/").trim_matches('"'));
+            // The worker trusts these reads to be pinned (no look before and after a copy), so
+            // an answer that cannot prove it is the listed version is not taken.
+            if let (None, Some(listed)) = (sent, hash.as_deref()) {
+                return Err(ReadFault::io(
+                    ReadFaultKind::Refused,
+                    format!(
+                        "GET {shown}: the download domain sent no ETag, so the object cannot be \
+                         proved to be the one listed (hash {listed}) (READ_ERROR); use the \
+                         bucket's own download domain as srcDomain"
+                    ),
+                ));
+            }
             if let (Some(sent), Some(listed)) = (sent, hash.as_deref())
                 && sent != listed
             {
@@ -344,10 +362,21 @@ impl Reopen for KeyRange {
                     ),
                 ));
             }
+            // Right size, wrong place: the bytes would land at another offset.
+            if let Some(why) = rest::wrong_range(resp.headers(), range.as_deref()) {
+                return Err(std::io::Error::other(format!("GET {shown}: {why}")));
+            }
             Ok(resp
                 .bytes_stream()
                 .map_err(|e| std::io::Error::other(e.without_url().to_string()))
                 .boxed())
         })
     }
+}
+
+/// A page that points at itself would end the listing early, or never (a server fault).
+fn repeated_marker(prefix: &str) -> Error {
+    Error::Source(format!(
+        "the list API answered the same marker twice under `{prefix}`; the listing cannot go on"
+    ))
 }

@@ -90,6 +90,14 @@ impl UpyunSource {
             // Gone since it was found (or srcPrefix names none): nothing to list.
             None => frame.done = true,
             Some(page) => {
+                // A page that points at itself would be listed forever (a server fault).
+                if page.next.is_some() && page.next == frame.iter {
+                    return Err(Error::Source(format!(
+                        "UPYUN answered the same x-upyun-list-iter twice for folder `{}`; the \
+                         listing cannot go on",
+                        frame.folder
+                    )));
+                }
                 frame.done = page.next.is_none();
                 frame.iter = page.next;
                 let start = &frame.name_start;
@@ -388,6 +396,10 @@ impl Reopen for FileRange {
                          (SIZE_NOT_MATCH: changed after it was listed)"
                     ),
                 ));
+            }
+            // Right size, wrong place: the bytes would land at another offset.
+            if let Some(why) = rest::wrong_range(resp.headers(), range.as_deref()) {
+                return Err(std::io::Error::other(format!("GET `{key}`: {why}")));
             }
             Ok(rest::byte_stream(resp))
         })
