@@ -12,7 +12,7 @@ use reqwest::{Client, ClientBuilder, Response, StatusCode};
 use sha1::Sha1;
 
 use crate::error::{Error, Result};
-use crate::payload::ByteStream;
+use crate::payload::{ByteStream, ReadFault, ReadFaultKind};
 
 /// Percent-encoded in a URL component: everything but RFC 3986's unreserved characters.
 pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
@@ -100,6 +100,40 @@ pub(crate) fn wrong_range(headers: &HeaderMap, requested: Option<&str>) -> Optio
         None => Some(format!(
             "asked for bytes {asked}, the answer has no Content-Range"
         )),
+    }
+}
+
+/// The checks every GET of an object's bytes passes, in this order: a Range the server ignored
+/// (200, not 206: the worker then sends the file in one piece), a size that is no longer the
+/// listed one (a rewrite), and a 206 of another range than `range` (`bytes=a-b`) asked for.
+/// `what` names the request in the messages (`GET <url>`).
+pub(crate) fn check_answer(
+    resp: &Response,
+    range: Option<&str>,
+    size: u64,
+    what: &str,
+) -> std::io::Result<()> {
+    if range.is_some() && resp.status() != StatusCode::PARTIAL_CONTENT {
+        return Err(ReadFault::io(
+            ReadFaultKind::RangeIgnored,
+            format!("{what}: the server ignored the Range header (RANGE_NOT_SUPPORTED)"),
+        ));
+    }
+    if let Some(total) = total_size(resp.headers(), range.is_some())
+        && total != size
+    {
+        return Err(ReadFault::io(
+            ReadFaultKind::Changed,
+            format!(
+                "{what}: it has {total} bytes, listed with {size} (SIZE_NOT_MATCH: changed \
+                 after it was listed)"
+            ),
+        ));
+    }
+    // Right size, wrong place: the bytes would land at another offset.
+    match wrong_range(resp.headers(), range) {
+        Some(why) => Err(std::io::Error::other(format!("{what}: {why}"))),
+        None => Ok(()),
     }
 }
 

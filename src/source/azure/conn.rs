@@ -304,26 +304,12 @@ impl Reopen for BlobRange {
                     ),
                 ));
             }
-            if ranged && resp.status() != StatusCode::PARTIAL_CONTENT {
-                return Err(std::io::Error::other(format!(
-                    "GET blob `{name}`: the server ignored x-ms-range"
-                )));
-            }
-            if let Some(total) = rest::total_size(resp.headers(), ranged)
-                && total != size
-            {
-                return Err(ReadFault::io(
-                    ReadFaultKind::Changed,
-                    format!(
-                        "GET blob `{name}`: it has {total} bytes, listed with {size} \
-                         (SIZE_NOT_MATCH: rewritten after it was listed)"
-                    ),
-                ));
-            }
-            // Right size, wrong place: the bytes would land at another offset.
-            if let Some(why) = rest::wrong_range(resp.headers(), ranged.then_some(range.as_str())) {
-                return Err(std::io::Error::other(format!("GET blob `{name}`: {why}")));
-            }
+            rest::check_answer(
+                &resp,
+                ranged.then_some(range.as_str()),
+                size,
+                &format!("GET blob `{name}`"),
+            )?;
             Ok(rest::byte_stream(resp))
         })
     }

@@ -217,31 +217,7 @@ impl Reopen for UrlRange {
                     ),
                 ));
             }
-            // 200 to a Range request: the server sends the whole file. Right for the first
-            // part only by luck, never for the others; the worker then sends it in one piece.
-            if range.is_some() && resp.status() != StatusCode::PARTIAL_CONTENT {
-                return Err(ReadFault::io(
-                    ReadFaultKind::RangeIgnored,
-                    format!("GET {url}: the server ignored the Range header (RANGE_NOT_SUPPORTED)"),
-                ));
-            }
-            // Without an ETag to pin the size still tells a rewrite: the total after the
-            // slash of `bytes 0-99/1234`, or the length of a whole-file answer.
-            if let Some(total) = rest::total_size(resp.headers(), range.is_some())
-                && total != size
-            {
-                return Err(ReadFault::io(
-                    ReadFaultKind::Changed,
-                    format!(
-                        "GET {url}: the file has {total} bytes, listed with {size} \
-                         (SIZE_NOT_MATCH: changed after it was listed)"
-                    ),
-                ));
-            }
-            // Right size, wrong place: the bytes would land at another offset.
-            if let Some(why) = rest::wrong_range(resp.headers(), range.as_deref()) {
-                return Err(std::io::Error::other(format!("GET {url}: {why}")));
-            }
+            rest::check_answer(&resp, range.as_deref(), size, &format!("GET {url}"))?;
             Ok(rest::byte_stream(resp))
         })
     }

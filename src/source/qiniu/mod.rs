@@ -17,8 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{StreamExt, TryStreamExt};
+use reqwest::Method;
 use reqwest::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
-use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc::Sender;
 
 pub use api::QiniuSettings;
@@ -343,29 +343,7 @@ impl Reopen for KeyRange {
                     ),
                 ));
             }
-            if range.is_some() && resp.status() != StatusCode::PARTIAL_CONTENT {
-                return Err(ReadFault::io(
-                    ReadFaultKind::RangeIgnored,
-                    format!(
-                        "GET {shown}: the server ignored the Range header (RANGE_NOT_SUPPORTED)"
-                    ),
-                ));
-            }
-            if let Some(total) = rest::total_size(resp.headers(), range.is_some())
-                && total != size
-            {
-                return Err(ReadFault::io(
-                    ReadFaultKind::Changed,
-                    format!(
-                        "GET {shown}: the object has {total} bytes, listed with {size} \
-                         (SIZE_NOT_MATCH: rewritten after it was listed)"
-                    ),
-                ));
-            }
-            // Right size, wrong place: the bytes would land at another offset.
-            if let Some(why) = rest::wrong_range(resp.headers(), range.as_deref()) {
-                return Err(std::io::Error::other(format!("GET {shown}: {why}")));
-            }
+            rest::check_answer(&resp, range.as_deref(), size, &format!("GET {shown}"))?;
             Ok(resp
                 .bytes_stream()
                 .map_err(|e| std::io::Error::other(e.without_url().to_string()))

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use reqwest::StatusCode;
 use tokio::sync::mpsc::Sender;
 
 mod api;
@@ -376,31 +375,7 @@ impl Reopen for FileRange {
                         format!("GET `{key}`: 404 (FILE_NOT_FOUND: deleted after it was listed)"),
                     )
                 })?;
-            if range.is_some() && resp.status() != StatusCode::PARTIAL_CONTENT {
-                return Err(ReadFault::io(
-                    ReadFaultKind::RangeIgnored,
-                    format!(
-                        "GET `{key}`: the server ignored the Range header (RANGE_NOT_SUPPORTED)"
-                    ),
-                ));
-            }
-            // The size tells a rewrite: the total after the slash of `bytes 0-99/1234`, or
-            // the length of a whole-file answer.
-            if let Some(total) = rest::total_size(resp.headers(), range.is_some())
-                && total != size
-            {
-                return Err(ReadFault::io(
-                    ReadFaultKind::Changed,
-                    format!(
-                        "GET `{key}`: the file has {total} bytes, listed with {size} \
-                         (SIZE_NOT_MATCH: changed after it was listed)"
-                    ),
-                ));
-            }
-            // Right size, wrong place: the bytes would land at another offset.
-            if let Some(why) = rest::wrong_range(resp.headers(), range.as_deref()) {
-                return Err(std::io::Error::other(format!("GET `{key}`: {why}")));
-            }
+            rest::check_answer(&resp, range.as_deref(), size, &format!("GET `{key}`"))?;
             Ok(rest::byte_stream(resp))
         })
     }
