@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use futures::{StreamExt, TryStreamExt, stream};
 use md5::{Digest, Md5};
 
-use crate::dest::{CopySource, OpenUpload, PartInfo, PutOptions};
+use crate::dest::{CopySource, PartInfo, PutOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::payload::Digests;
 use crate::source::{RelPath, SourceObject};
@@ -27,6 +27,9 @@ use crate::reason::Reason;
 use crate::workdir::{blocking, write_atomic};
 
 use super::{Failure, JobContext, open_body};
+
+mod orphans;
+pub use orphans::{KnownUpload, known_uploads};
 
 const MAGIC: &str = "# ossimport-rs multipart v1";
 
@@ -200,7 +203,7 @@ pub async fn upload(
     let upload_id = match upload_id {
         Some(id) => id,
         None => {
-            abort_strays(ctx, key).await;
+            orphans::abort_strays(ctx, key).await;
             let id = ctx
                 .dest
                 .create_multipart(key, opts)
@@ -384,62 +387,6 @@ async fn forget(dir: &Path) {
     let _ = tokio::task::spawn_blocking(move || fs::remove_dir_all(dir)).await;
 }
 
-/// Aborts the uploads of `key` the store holds open although no record of this job knows
-/// them: left by a crash between CreateMultipartUpload and writing `UPLOAD`, their parts
-/// would be billed for ever. Best effort: a failure only costs storage, so it is logged.
-async fn abort_strays(ctx: &JobContext, key: &str) {
-    let open = match ctx.dest.list_multipart_uploads(key).await {
-        Ok(Some(open)) => open,
-        // The store cannot list them (s3s-fs); nothing to look for.
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!("could not look for stray multipart uploads of `{key}`: {e}");
-            return;
-        }
-    };
-    for stray in uploads_of(&open, key) {
-        match ctx.dest.abort_multipart(key, &stray.upload_id).await {
-            Ok(()) => tracing::info!(
-                key,
-                upload_id = stray.upload_id,
-                "aborted a stray multipart upload no record knew of"
-            ),
-            Err(e) => tracing::warn!("could not abort a stray multipart upload of `{key}`: {e}"),
-        }
-    }
-}
-
-/// The uploads of exactly `key`: the listing is by prefix, so `a.bin` also lists `a.bin.1`.
-fn uploads_of<'a>(open: &'a [OpenUpload], key: &'a str) -> impl Iterator<Item = &'a OpenUpload> {
-    open.iter().filter(move |u| u.key == key)
-}
-
-/// A multipart upload a job's state records: the file it is for and its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownUpload {
-    pub path: RelPath,
-    pub upload_id: String,
-}
-
-/// Every upload recorded under `multipart_dir` (a job's [`crate::workdir::WorkDir::multipart_dir`]),
-/// sorted by path; records that cannot be read are left out, since no id can be had from them.
-pub fn known_uploads(multipart_dir: &Path) -> Vec<KnownUpload> {
-    let Ok(entries) = fs::read_dir(multipart_dir) else {
-        return Vec::new();
-    };
-    let mut known: Vec<KnownUpload> = entries
-        .flatten()
-        .filter_map(|e| fs::read_to_string(e.path().join("UPLOAD")).ok())
-        .filter_map(|text| UploadRecord::parse(&text))
-        .map(|r| KnownUpload {
-            path: r.path,
-            upload_id: r.upload_id,
-        })
-        .collect();
-    known.sort_by(|a, b| a.path.cmp(&b.path));
-    known
-}
-
 /// Gives up a file's upload for good (the file changed or vanished): aborts it on the server
 /// and forgets its checkpoint. Uploads that failed on the network are kept for `retry`.
 pub async fn abandon(ctx: &JobContext, key: &str, file: &SourceObject) {
@@ -464,53 +411,5 @@ mod tests {
             upload_id: "abc=def".into(),
         };
         assert_eq!(UploadRecord::parse(&r.to_text()), Some(r));
-    }
-
-    #[test]
-    fn only_uploads_of_exactly_the_key_are_strays() {
-        let open = |key: &str, id: &str| OpenUpload {
-            key: key.into(),
-            upload_id: id.into(),
-        };
-        let listed = [
-            open("big.bin", "1"),
-            open("big.bin.1", "2"),
-            open("big.bin/x", "3"),
-            open("big.bin", "4"),
-        ];
-        let ids: Vec<&str> = uploads_of(&listed, "big.bin")
-            .map(|u| u.upload_id.as_str())
-            .collect();
-        assert_eq!(ids, ["1", "4"]);
-    }
-
-    #[test]
-    fn known_uploads_reads_every_record_and_skips_unreadable_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let record = |path: &[u8], id: &str| UploadRecord {
-            path: RelPath(path.to_vec()),
-            size: 1,
-            mtime: 2,
-            version: None,
-            part_size: 1,
-            upload_id: id.into(),
-        };
-        for (folder, r) in [
-            ("B", record(b"z/two", "id-2")),
-            ("A", record(b"a b", "id-1")),
-        ] {
-            fs::create_dir_all(dir.path().join(folder)).unwrap();
-            fs::write(dir.path().join(folder).join("UPLOAD"), r.to_text()).unwrap();
-        }
-        fs::create_dir_all(dir.path().join("C")).unwrap();
-        fs::write(dir.path().join("C/UPLOAD"), "not a record").unwrap();
-        fs::create_dir_all(dir.path().join("D")).unwrap();
-        let known = known_uploads(dir.path());
-        let got: Vec<(&[u8], &str)> = known
-            .iter()
-            .map(|k| (k.path.as_bytes(), k.upload_id.as_str()))
-            .collect();
-        assert_eq!(got, [(&b"a b"[..], "id-1"), (&b"z/two"[..], "id-2")]);
-        assert!(known_uploads(&dir.path().join("missing")).is_empty());
     }
 }
