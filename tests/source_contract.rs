@@ -10,8 +10,12 @@
 mod common;
 #[path = "common/contract.rs"]
 mod contract;
+#[path = "common/contract_azure.rs"]
+mod contract_azure;
 #[path = "common/contract_qiniu.rs"]
 mod contract_qiniu;
+#[path = "common/contract_upyun.rs"]
+mod contract_upyun;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -20,6 +24,7 @@ use common::proxy::{Faults, Proxy};
 use common::servers::{Azurite, Moto};
 use common::{AK, BUCKET, SK, Sandbox, content};
 use contract::*;
+use contract_upyun::UpyunFx;
 use ossimport::source::endpoint::S3Vendor;
 use ossimport::source::{Probe, Resume, SourceObject};
 
@@ -555,7 +560,7 @@ fn upyun_server_as_youpai_from_the_api_and_the_cdn() {
 fn azurite_as_azure() {
     let azurite = Azurite::start();
     runtime().block_on(async {
-        let fx = contract::AzureFx::new(&azurite, "contract").await;
+        let fx = contract_azure::AzureFx::new(&azurite, "contract").await;
         let b = Bench::new("azurite as srcType=azure", Box::new(fx));
         b.populate().await;
         let mut fails = suite(&b).await;

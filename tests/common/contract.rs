@@ -12,19 +12,15 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt;
 use ossimport::payload::Body;
-use ossimport::source::azure::AzureSource;
 use ossimport::source::endpoint::{S3Vendor, s3_endpoint};
 use ossimport::source::http::HttpSource;
 use ossimport::source::local::LocalSource;
 use ossimport::source::s3::S3Source;
-use ossimport::source::upyun::UpyunSource;
 use ossimport::source::{Probe, RelPath, Resume, ScanUnit, Source, SourceObject};
 
-use crate::common::azure::BlobClient;
 use crate::common::content;
 use crate::common::proxy::client_with_attempts;
-use crate::common::servers::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Nginx};
-use crate::common::upyun_server::Upyun;
+use crate::common::servers::Nginx;
 
 /// `srcPrefix` of every backend: keys (paths) under it are the source, the rest must not show.
 pub const PREFIX: &str = "data/";
@@ -479,146 +475,5 @@ impl Fixture for HttpFx {
             Box::new(src),
             words,
         )]
-    }
-}
-
-/// `srcType=youpai` against the UPYUN test server (tests/common/upyun_server.rs).
-pub struct UpyunFx {
-    pub server: std::sync::Arc<Upyun>,
-    /// Download from the server's CDN listener (`isDownloadFromCdn=true`).
-    pub via_cdn: bool,
-}
-
-impl UpyunFx {
-    fn make(&self, endpoint: &str, service: &str, password: &str) -> Box<dyn Source> {
-        self.make_at(endpoint, service, PREFIX, password)
-    }
-
-    fn make_at(&self, endpoint: &str, service: &str, prefix: &str, pw: &str) -> Box<dyn Source> {
-        let s = &self.server;
-        let cdn = self.via_cdn.then_some(s.cdn.as_str());
-        let src = UpyunSource::new(endpoint, service, prefix, &s.operator, pw, cdn);
-        Box::new(src.expect("http client"))
-    }
-}
-
-#[async_trait]
-impl Fixture for UpyunFx {
-    fn source(&self, via: Option<&str>) -> Box<dyn Source> {
-        let s = &self.server;
-        self.make(via.unwrap_or(&s.endpoint), &s.service, &s.password)
-    }
-    fn upstream(&self) -> Option<String> {
-        // Through the CDN the bodies would pass beside the proxy.
-        (!self.via_cdn).then(|| self.server.endpoint.clone())
-    }
-    async fn put(&self, key: &str, bytes: &[u8]) {
-        self.server.put(key, bytes);
-    }
-    async fn delete(&self, key: &str) {
-        self.server.delete(key);
-    }
-    async fn rewrite(&self, key: &str, bytes: &[u8]) {
-        self.server.rewrite(key, bytes);
-    }
-    fn refused(&self) -> Vec<(String, Box<dyn Source>, Vec<String>)> {
-        let s = &self.server;
-        let missing = "no-such-service-42";
-        let mut out: Vec<(String, Box<dyn Source>, Vec<String>)> = vec![
-            (
-                "a wrong srcSecretKey".into(),
-                self.make(&s.endpoint, &s.service, "wrong-secret-key-000"),
-                vec![
-                    "signature error".into(),
-                    "srcAccessKey".into(),
-                    "srcSecretKey".into(),
-                ],
-            ),
-            (
-                "a srcBucket that does not exist".into(),
-                self.make(&s.endpoint, missing, &s.password),
-                vec![missing.into(), "srcBucket".into()],
-            ),
-            (
-                "a srcPrefix folder that does not exist".into(),
-                self.make_at(&s.endpoint, &s.service, "no-such-folder/", &s.password),
-                vec!["no-such-folder/".into(), "srcPrefix".into()],
-            ),
-        ];
-        // Once: a connection refused is retried with backoff for about 20 s first.
-        if !self.via_cdn {
-            let dead = "http://127.0.0.1:9";
-            out.push((
-                "an unreachable srcDomain".into(),
-                self.make(dead, &s.service, &s.password),
-                vec![dead.into(), "srcDomain".into()],
-            ));
-        }
-        out
-    }
-}
-
-/// `srcType=azure` on Azurite, path style, listing 1,000 blobs a page so that paging shows.
-pub struct AzureFx {
-    pub endpoint: String,
-    pub container: String,
-    pub client: BlobClient,
-}
-
-impl AzureFx {
-    /// Blobs per List Blobs page in the suite (Azure's own maximum, 5,000, is the default).
-    pub const PAGE: u32 = 1_000;
-
-    pub async fn new(azurite: &Azurite, container: &str) -> AzureFx {
-        let client = BlobClient::new(&azurite.endpoint);
-        client.create_container(container).await;
-        AzureFx {
-            endpoint: azurite.endpoint.clone(),
-            container: container.to_string(),
-            client,
-        }
-    }
-
-    fn make(&self, endpoint: &str, container: &str, key: &str) -> Box<dyn Source> {
-        let src = AzureSource::new(endpoint, AZURITE_ACCOUNT, key, container, PREFIX);
-        Box::new(src.expect("azure source").with_page_size(Self::PAGE))
-    }
-}
-
-#[async_trait]
-impl Fixture for AzureFx {
-    fn source(&self, via: Option<&str>) -> Box<dyn Source> {
-        self.make(via.unwrap_or(&self.endpoint), &self.container, AZURITE_KEY)
-    }
-    fn upstream(&self) -> Option<String> {
-        Some(self.endpoint.clone())
-    }
-    async fn put(&self, key: &str, bytes: &[u8]) {
-        self.client.put(&self.container, key, bytes).await;
-    }
-    async fn delete(&self, key: &str) {
-        self.client.delete(&self.container, key).await;
-    }
-    fn refused(&self) -> Vec<(String, Box<dyn Source>, Vec<String>)> {
-        let missing = "no-such-container";
-        // Base64 of the right length, but not the account's key.
-        let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleS13cm9uZw==";
-        vec![
-            (
-                "a srcBucket (container) that does not exist".into(),
-                self.make(&self.endpoint, missing, AZURITE_KEY),
-                vec![missing.into(), "srcBucket".into()],
-            ),
-            (
-                "a wrong srcSecretKey".into(),
-                self.make(&self.endpoint, &self.container, wrong),
-                vec![self.container.clone(), "srcSecretKey".into()],
-            ),
-            (
-                "a srcSecretKey that is not base64".into(),
-                self.make(&self.endpoint, &self.container, "not base64!"),
-                vec!["srcSecretKey".into(), "base64".into()],
-            ),
-        ]
     }
 }
