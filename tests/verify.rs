@@ -337,3 +337,139 @@ fn stat_watch_prints_plain_lines_when_not_on_a_terminal_and_ends_with_the_block(
         text(&out)
     );
 }
+
+/// Object paths in the sandbox's data folder, for faults injected behind the tool's back.
+fn stored(sandbox: &Sandbox, key: &str) -> std::path::PathBuf {
+    sandbox.data.join(BUCKET).join(key)
+}
+
+/// Makes the sandbox report the checksum of what it stores now (it caches the ETag computed
+/// at upload in `.internal.json` sidecars).
+fn forget_etags(sandbox_data: &std::path::Path) {
+    for e in std::fs::read_dir(sandbox_data).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".internal.json") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+#[test]
+fn the_default_audit_lists_the_bucket_and_catches_objects_lost_or_cut_after_their_upload() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = Package::with_dest(&proxy.endpoint);
+    multipart_config(&mut pkg);
+    for i in 0..60 {
+        pkg.file(&format!("d/f{i:03}.bin"), &content(i, 3000 + i));
+    }
+    pkg.file("d/gone.bin", &content(100, 5000));
+    pkg.file("d/short.bin", &content(101, 5000));
+    pkg.file("e/big.bin", &content(102, 12 << 20));
+    // Right after the server stored them, before the tool hears back: one object vanishes,
+    // one loses its tail. The tool's PUTs themselves succeed.
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (gone, short) = (
+        stored(&sandbox, "d/gone.bin"),
+        stored(&sandbox, "d/short.bin"),
+    );
+    let hook_armed = armed.clone();
+    proxy.after_success(move |method, path, _| {
+        if method != "PUT" || !hook_armed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if path.ends_with("/d/gone.bin") {
+            std::fs::remove_file(&gone).unwrap();
+        } else if path.ends_with("/d/short.bin") {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&short)
+                .unwrap();
+            f.set_len(4000).unwrap();
+        }
+    });
+
+    let stat = run_to_end(&pkg);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let r = results(&pkg);
+    assert_eq!(
+        (r["d/gone.bin"].0.as_str(), r["d/gone.bin"].1.as_str()),
+        ("FAILED", "MISSING"),
+        "{:?}",
+        r["d/gone.bin"]
+    );
+    assert_eq!(
+        (r["d/short.bin"].0.as_str(), r["d/short.bin"].1.as_str()),
+        ("FAILED", "SIZE_NOT_MATCH"),
+        "{:?}",
+        r["d/short.bin"]
+    );
+    assert!(r["d/short.bin"].2.contains("destination 4000 bytes"));
+    for (path, (result, _, detail)) in r
+        .iter()
+        .filter(|(p, _)| !p.contains("gone") && !p.contains("short"))
+    {
+        assert_eq!(result, "OK", "{path}: {detail}");
+        assert!(
+            detail.contains("audit=general(listed: size,last-modified"),
+            "{path}: {detail}"
+        );
+    }
+    // The proof came from listings, not a HEAD per object: 63 files, a handful of requests.
+    let seen = proxy.requests();
+    let object_heads = seen
+        .iter()
+        .filter(|s| s.method == "HEAD" && s.path.trim_matches('/') != BUCKET)
+        .count();
+    let listings = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.query_param("list-type").is_some())
+        .count();
+    assert_eq!(object_heads, 0);
+    assert!(
+        (1..=8).contains(&listings),
+        "{listings} listings for 63 files"
+    );
+
+    // Nothing is lost: retry sends the two again, and every object equals its file.
+    armed.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(pkg.ok(&["retry"]).trim(), "Retry has been submitted.");
+    pkg.ok(&["start"]);
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    pkg.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
+
+#[test]
+fn detailed_audit_after_import_catches_bytes_changed_on_the_server_after_the_upload() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = Package::with_dest(&proxy.endpoint);
+    pkg.set("auditMode", "detailed");
+    pkg.file("keep.bin", &content(1, 20_000));
+    pkg.file("flip.bin", &content(2, 20_000));
+    let (flip, data) = (stored(&sandbox, "flip.bin"), sandbox.data.clone());
+    proxy.after_success(move |method, path, _| {
+        if method == "PUT" && path.ends_with("/flip.bin") {
+            let mut bytes = std::fs::read(&flip).unwrap();
+            bytes[10_000] ^= 0xFF;
+            std::fs::write(&flip, bytes).unwrap();
+            forget_etags(&data);
+        }
+    });
+    let stat = run_to_end(&pkg);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    let r = results(&pkg);
+    assert_eq!(
+        (r["flip.bin"].0.as_str(), r["flip.bin"].1.as_str()),
+        ("FAILED", "CHECKSUM_NOT_MATCH"),
+        "{:?}",
+        r["flip.bin"]
+    );
+    assert_eq!(r["keep.bin"].0, "OK", "{:?}", r["keep.bin"]);
+    assert!(
+        r["keep.bin"].2.contains("audit=detailed("),
+        "{:?}",
+        r["keep.bin"]
+    );
+}

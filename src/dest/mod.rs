@@ -32,6 +32,25 @@ pub struct ObjectMeta {
     pub crc64: Option<u64>,
 }
 
+/// An object as a bucket listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub last_modified: Option<i64>,
+    /// `None` when the store lists no ETags (s3s-fs).
+    pub etag: Option<String>,
+}
+
+/// One page of a bucket listing, in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListedPage {
+    pub objects: Vec<ListedObject>,
+    /// More keys follow the last one.
+    pub truncated: bool,
+}
+
 /// Headers of a new object.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PutOptions {
@@ -99,6 +118,9 @@ pub trait Destination: Send + Sync {
 
     /// The object's metadata, or `None` when there is no such object.
     async fn head(&self, key: &str) -> DestResult<Option<ObjectMeta>>;
+
+    /// Up to 1,000 objects whose keys start with `prefix` and sort after `start_after`.
+    async fn list_page(&self, prefix: &str, start_after: &str) -> DestResult<ListedPage>;
 
     /// Uploads a whole object in one request; returns its ETag.
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String>;

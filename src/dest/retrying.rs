@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 
 use super::{
-    CopySource, DestError, DestResult, Destination, ObjectMeta, OpenUpload, PartInfo, PutOptions,
+    CopySource, DestError, DestResult, Destination, ListedPage, ObjectMeta, OpenUpload, PartInfo,
+    PutOptions,
 };
 use crate::payload::Body;
 
@@ -44,6 +45,11 @@ impl<D: Destination> Destination for RetryingDestination<D> {
 
     async fn head(&self, key: &str) -> DestResult<Option<ObjectMeta>> {
         self.run("HEAD", || self.inner.head(key)).await
+    }
+
+    async fn list_page(&self, prefix: &str, start_after: &str) -> DestResult<ListedPage> {
+        self.run("LIST", || self.inner.list_page(prefix, start_after))
+            .await
     }
 
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {

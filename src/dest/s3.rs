@@ -12,8 +12,8 @@ use aws_sdk_s3::types::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{
-    ByteChunks, CopySource, DestError, DestResult, Destination, ObjectMeta, OpenUpload, PartInfo,
-    PutOptions,
+    ByteChunks, CopySource, DestError, DestResult, Destination, ListedObject, ListedPage,
+    ObjectMeta, OpenUpload, PartInfo, PutOptions,
 };
 use crate::payload::{Body, ReadFault};
 use crate::s3client::{CaptureHeader, ClientSettings, build_client, describe};
@@ -170,6 +170,34 @@ impl Destination for S3Destination {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(self.err("HEAD", key, e)),
         }
+    }
+
+    async fn list_page(&self, prefix: &str, start_after: &str) -> DestResult<ListedPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after((!start_after.is_empty()).then(|| start_after.to_string()))
+            .send()
+            .await
+            .map_err(|e| self.err("LIST", prefix, e))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                    last_modified: o.last_modified().map(|t| t.secs()),
+                    etag: o.e_tag().filter(|e| !e.is_empty()).map(str::to_string),
+                })
+            })
+            .collect();
+        Ok(ListedPage {
+            objects,
+            truncated: out.is_truncated().unwrap_or(false),
+        })
     }
 
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {
@@ -490,4 +518,4 @@ impl S3Destination {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

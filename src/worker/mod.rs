@@ -1,6 +1,7 @@
 //! The worker: runs a dispatched task's files, `workerTaskThreadNum` at once across all tasks,
 //! and sends each result to the tracker.
 
+pub mod listed;
 pub mod multipart;
 pub mod parts;
 pub mod transfer;
@@ -8,7 +9,7 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -19,10 +20,13 @@ use crate::payload::{DigestSlot, ReadFaultKind};
 use crate::reason::Reason;
 use crate::relpath::RelPath;
 use crate::source::Source;
+use crate::task::record::FileRecord;
 use crate::task::{TaskId, TaskSpec};
 use crate::throttle::RateLimiter;
 use crate::tracker::TrackerHandle;
 use crate::workdir::WorkDir;
+
+use transfer::Transferred;
 
 /// Why a file failed, on its way up to the file's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +145,17 @@ pub(crate) async fn part_sent(bytes: u64) {
     }
 }
 
+/// Hands a file's result to the tracker. Destination failures that survived every retry are
+/// the "uncaught" errors of the original: with `workerAbortWhenUncatchedException=true` they
+/// stop the job instead; the known file faults (bad key, changed, missing) never do.
+async fn deliver(ctx: &JobContext, tracker: &TrackerHandle, id: &TaskId, record: FileRecord) {
+    if ctx.abort_on_unexpected && record.is_failed() && record.reason == Some(Reason::UploadError) {
+        ctx.abort(format!("{UNCAUGHT}{}: {}", record.path, record.detail));
+        return;
+    }
+    tracker.file(id.clone(), record).await;
+}
+
 /// Runs the files of a task that have no durable result yet, `workerTaskThreadNum` files at
 /// once across all tasks, and sends each result to the tracker, then the task's end. When the
 /// job stops, files not started stay for the next start.
@@ -155,6 +170,13 @@ pub async fn run_task(
 ) -> Result<()> {
     let done = tracker.open(id.clone(), spec.clone()).await?;
     tracing::info!(task = %id, files = spec.files.len(), already_done = done.len(), "task started");
+    let (to_list, uploads) = mpsc::channel(listed::QUEUE);
+    let auditor = tokio::spawn(listed::run(
+        ctx.clone(),
+        tracker.clone(),
+        id.clone(),
+        uploads,
+    ));
     let mut running = JoinSet::new();
     for (index, file) in spec.files.iter().enumerate() {
         if done.contains(&file.path) {
@@ -171,27 +193,27 @@ pub async fn run_task(
             id: id.clone(),
             path: file.path.clone(),
         };
+        let to_list = to_list.clone();
         running.spawn(PART_SINK.scope(sink.clone(), async move {
             let file = &spec.files[index];
-            let record = transfer::transfer_file(&ctx, file, spec.attempt).await;
+            let done = transfer::transfer_file(&ctx, file, spec.attempt).await;
             drop(permit);
-            // Destination failures that survived every retry are the "uncaught" errors of
-            // the original; the known file faults (bad key, changed, missing) never stop a job.
-            if ctx.abort_on_unexpected
-                && record.is_failed()
-                && record.reason == Some(Reason::UploadError)
-            {
-                ctx.abort(format!("{UNCAUGHT}{}: {}", record.path, record.detail));
-                return;
+            match done {
+                Transferred::Done(record) => deliver(&ctx, &sink.tracker, &sink.id, record).await,
+                // Only gone when the auditor is, and then the job is stopping.
+                Transferred::ToList(up) => drop(to_list.send(up).await),
             }
-            sink.tracker.file(sink.id, record).await;
         }));
     }
+    drop(to_list);
     let mut unexpected = Vec::new();
     while let Some(joined) = running.join_next().await {
         if let Err(e) = joined {
             unexpected.push(e.to_string());
         }
+    }
+    if let Err(e) = auditor.await {
+        unexpected.push(e.to_string());
     }
     let crashed = if unexpected.is_empty() {
         None

@@ -2,7 +2,7 @@
 //! upload (single request or resumable multipart), MD5 metadata, and the audit after import;
 //! or, for `jobType=audit`, only the comparison.
 
-use crate::config::JobType;
+use crate::config::{AuditMode, JobType};
 use crate::dest::{CopySource, META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
 use crate::key::{content_type, object_key};
 use crate::payload::ReadFaultKind;
@@ -10,26 +10,40 @@ use crate::reason::Reason;
 use crate::source::{Probe, SourceObject};
 use crate::task::record::{FileRecord, Outcome};
 
+use super::listed::Uploaded;
 use super::parts::{Expected, hex};
 use super::verify::verify;
 use super::{Failure, JobContext, multipart};
 
+/// How a file's transfer ended.
+pub enum Transferred {
+    /// With this record.
+    Done(FileRecord),
+    /// Uploaded; the audit waits for the task's next bucket listing.
+    ToList(Uploaded),
+}
+
 /// Moves (or, in an audit job, checks) one file and says how it went; never fails the task.
-pub async fn transfer_file(ctx: &JobContext, file: &SourceObject, attempt: u32) -> FileRecord {
+pub async fn transfer_file(ctx: &JobContext, file: &SourceObject, attempt: u32) -> Transferred {
     let result = match ctx.job.job_type {
         JobType::Import => transfer(ctx, file, attempt).await,
-        JobType::Audit => audit_only(ctx, file).await,
+        JobType::Audit => audit_only(ctx, file).await.map(Transferred::Done),
     };
-    match result {
-        Ok(record) => record,
-        Err(f) => FileRecord::new(
+    result.unwrap_or_else(|f| {
+        Transferred::Done(FileRecord::new(
             Outcome::Failed,
             Some(f.reason),
             file.size,
             file.path.clone(),
             f.message,
-        ),
-    }
+        ))
+    })
+}
+
+/// The audits a bucket listing proves (size, last-modified, the upload's ETag), many files
+/// per request; detailed mode looks at each object.
+fn audit_by_listing(mode: AuditMode) -> bool {
+    matches!(mode, AuditMode::Simple | AuditMode::General)
 }
 
 fn record(
@@ -97,9 +111,9 @@ async fn transfer(
     ctx: &JobContext,
     listed: &SourceObject,
     attempt: u32,
-) -> Result<FileRecord, Failure> {
+) -> Result<Transferred, Failure> {
     if let Some(skipped) = folder_marker(ctx, listed) {
-        return Ok(skipped);
+        return Ok(Transferred::Done(skipped));
     }
     // A source that pins its reads to the listed version fails the read itself when the
     // object changed or vanished since the listing (SIZE_NOT_MATCH, FILE_NOT_FOUND), so the
@@ -112,7 +126,7 @@ async fn transfer(
         true => listed.clone(),
         false => match recheck(ctx, listed, attempt).await? {
             Checked::Use(now) => now,
-            Checked::Done(record) => return Ok(record),
+            Checked::Done(record) => return Ok(Transferred::Done(record)),
         },
     };
     let key = object_key(&ctx.job.dest_prefix, &file.path)
@@ -122,7 +136,8 @@ async fn transfer(
         if existing.is_some_and(|m| is_same(&m, file)) {
             let why =
                 format!("key={key} already at the destination: same size, not older than the file");
-            return Ok(record(file, Outcome::Skipped, Some(Reason::Exists), why));
+            let skipped = record(file, Outcome::Skipped, Some(Reason::Exists), why);
+            return Ok(Transferred::Done(skipped));
         }
     }
     let mut opts = PutOptions {
@@ -130,6 +145,7 @@ async fn transfer(
         server_side_encryption: ctx.job.is_server_side_encryption,
         metadata: [(META_SRC_MTIME.to_string(), file.mtime.to_string())].into(),
     };
+    let started = unix_now();
     let (etag, note, expected) = match upload(ctx, &key, file, &mut opts).await {
         Ok(done) => done,
         Err(failure) => return Err(explain_failure(ctx, &key, file, failure).await),
@@ -149,17 +165,29 @@ async fn transfer(
             ),
         ));
     }
-    let proof = if ctx.job.is_audit_after_import {
-        verify(ctx, &key, file, ctx.job.audit_mode, expected).await?
-    } else {
-        "audit=off".into()
+    let detail = format!("key={key} etag={etag}{note}");
+    let proof = match ctx.job.is_audit_after_import {
+        true if audit_by_listing(ctx.job.audit_mode) => {
+            return Ok(Transferred::ToList(Uploaded {
+                key,
+                path: file.path.clone(),
+                size: file.size,
+                started,
+                etag,
+                detail,
+            }));
+        }
+        true => verify(ctx, &key, file, ctx.job.audit_mode, expected).await?,
+        false => "audit=off".into(),
     };
-    Ok(record(
-        file,
-        Outcome::Ok,
-        None,
-        format!("key={key} etag={etag}{note} {proof}"),
-    ))
+    let done = record(file, Outcome::Ok, None, format!("{detail} {proof}"));
+    Ok(Transferred::Done(done))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `jobType=audit`: compare the file with its object, copy nothing.

@@ -89,7 +89,7 @@ fn general(key: &str, file: &SourceObject, meta: &ObjectMeta) -> Result<(), Fail
     Ok(())
 }
 
-fn bare(etag: &str) -> String {
+pub(super) fn bare(etag: &str) -> String {
     etag.trim_matches('"').to_ascii_lowercase()
 }
 

@@ -98,9 +98,14 @@ struct Entry {
     body_len: Arc<AtomicU64>,
 }
 
+/// Called with (method, path, query) after the upstream answered a request with 2xx, before
+/// the answer goes back to the client.
+type AfterSuccess = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+
 struct Shared {
     faults: Mutex<(Faults, u64)>,
     seen: Mutex<Vec<Arc<Entry>>>,
+    after_success: Mutex<Option<AfterSuccess>>,
 }
 
 enum Fate {
@@ -201,6 +206,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             faults: Mutex::new((faults, rng_seed(faults.seed))),
             seen: Mutex::new(Vec::new()),
+            after_success: Mutex::new(None),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -241,6 +247,13 @@ impl Proxy {
                 body_len: e.body_len.load(Ordering::SeqCst),
             })
             .collect()
+    }
+
+    /// Runs `hook(method, decoded path, query)` after each request the upstream answered with
+    /// 2xx and before the client hears of it: a fault injected there (an object removed or
+    /// cut short on the server) is in place when the client's next request arrives.
+    pub fn after_success(&self, hook: impl Fn(&str, &str, &str) + Send + Sync + 'static) {
+        *self.shared.after_success.lock().unwrap() = Some(Arc::new(hook));
     }
 
     /// Turn fault injection on/off at runtime (restarts the dice sequence from `faults.seed`).
@@ -391,6 +404,10 @@ async fn handle(
             match client.request(Request::from_parts(parts, body)).await {
                 Ok(resp) => {
                     entry.status.store(resp.status().as_u16(), Ordering::SeqCst);
+                    let hook = shared.after_success.lock().unwrap().clone();
+                    if let Some(hook) = hook.filter(|_| resp.status().is_success()) {
+                        hook(&entry.method, &percent_decode(&entry.path), &entry.query);
+                    }
                     Ok(resp.map(|b| b.boxed()))
                 }
                 Err(e) => {

@@ -12,14 +12,15 @@ use super::*;
 use crate::payload::{ByteStream, Memory, ReadFaultKind, Reopen};
 use crate::sandbox::{SandboxOptions, serve};
 
-async fn sandbox(root: &std::path::Path) -> S3Destination {
+/// A destination on the embedded sandbox (bucket `bkt`), its data under `root`.
+pub(crate) async fn sandbox(root: &std::path::Path) -> S3Destination {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let opts = SandboxOptions {
         root: root.to_path_buf(),
         host: "127.0.0.1".into(),
         port: 0,
-        buckets: vec!["b".into()],
-        credentials: None,
+        buckets: vec!["bkt".into()],
+        credentials: Some(("ak".into(), "sk".into())),
         stop_file: None,
     };
     tokio::spawn(serve(opts, move |addr| {
@@ -28,7 +29,7 @@ async fn sandbox(root: &std::path::Path) -> S3Destination {
     let addr = rx.await.expect("the sandbox is listening");
     S3Destination::new(&S3Settings {
         endpoint: &format!("http://{addr}"),
-        bucket: "b",
+        bucket: "bkt",
         access_key: "ak",
         secret_key: "sk",
     })

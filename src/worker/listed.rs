@@ -1,0 +1,214 @@
+//! The audit after import by bucket listing (`auditMode` simple and general): the uploads of a
+//! task are proved in batches, one ListObjectsV2 page for up to 1,000 objects, instead of a
+//! HEAD per file. A listing gives each object's size, last-modified and (on S3 and OSS) ETag,
+//! which is what these modes compare; detailed mode and audit jobs still look at each object.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::AuditMode;
+use crate::dest::{DestError, Destination, ListedObject};
+use crate::reason::Reason;
+use crate::relpath::RelPath;
+use crate::task::TaskId;
+use crate::task::record::{FileRecord, Outcome};
+use crate::tracker::TrackerHandle;
+
+use super::verify::bare;
+use super::{Failure, JobContext};
+
+/// A file whose upload succeeded and whose audit waits for the task's next listing.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub key: String,
+    pub path: RelPath,
+    pub size: u64,
+    /// When the upload started, unix seconds on this machine's clock.
+    pub started: i64,
+    /// The ETag the upload got back ("" when the store sent none).
+    pub etag: String,
+    /// The record's detail so far (`key=… etag=…` and notes); the proof is appended.
+    pub detail: String,
+}
+
+/// Uploads one round of listing proves at most: one page.
+const BATCH: usize = 1000;
+/// How long the first upload of a batch waits for others to join it, so that a listing proves
+/// many files; the files' results become durable that much later.
+const LINGER: Duration = Duration::from_millis(100);
+/// Room in the queue from the uploads to the auditor.
+pub const QUEUE: usize = 2 * BATCH;
+/// Clock difference tolerated between this machine and the store before an object counts as
+/// older than its upload (request signatures fail at 15 minutes of skew anyway).
+const SKEW_SECS: i64 = 15 * 60;
+
+/// Audits what arrives on `uploads` in batches and hands each file's record to the tracker,
+/// until every sender is gone; a stopping job still audits what was uploaded, so that it is
+/// not sent again at the next start.
+pub async fn run(
+    ctx: Arc<JobContext>,
+    tracker: TrackerHandle,
+    id: TaskId,
+    mut uploads: mpsc::Receiver<Uploaded>,
+) {
+    while let Some(first) = uploads.recv().await {
+        let mut batch = vec![first];
+        let until = Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(until, uploads.recv()).await {
+                Ok(Some(up)) => batch.push(up),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        for record in audit(ctx.dest.as_ref(), ctx.job.audit_mode, batch).await {
+            super::deliver(&ctx, &tracker, &id, record).await;
+        }
+    }
+}
+
+/// The records of a batch of uploads, each proved or failed by the listing.
+pub async fn audit(
+    dest: &dyn Destination,
+    mode: AuditMode,
+    mut batch: Vec<Uploaded>,
+) -> Vec<FileRecord> {
+    batch.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<&str> = batch.iter().map(|up| up.key.as_str()).collect();
+    let (found, failed) = list_keys(dest, &keys).await;
+    batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, up)| {
+            let proof = match (found.get(i), &failed) {
+                (Some(listed), _) => judge(mode, &up, listed.as_ref()),
+                (None, e) => {
+                    let why = e.as_ref().map_or("the listing ended early", |e| &e.message);
+                    Err(Failure::new(Reason::UploadError, why))
+                }
+            };
+            match proof {
+                Ok(proof) => {
+                    let detail = format!("{} {proof}", up.detail);
+                    FileRecord::new(Outcome::Ok, None, up.size, up.path, detail)
+                }
+                Err(f) => {
+                    FileRecord::new(Outcome::Failed, Some(f.reason), up.size, up.path, f.message)
+                }
+            }
+        })
+        .collect()
+}
+
+/// What the listing shows for each of `keys` (sorted): the object, or `None` when it is not
+/// there. On a listing failure, the keys from the first one not yet resolved on are left out
+/// and the error is returned with the rest.
+async fn list_keys(
+    dest: &dyn Destination,
+    keys: &[&str],
+) -> (Vec<Option<ListedObject>>, Option<DestError>) {
+    let mut found: Vec<Option<ListedObject>> = Vec::with_capacity(keys.len());
+    let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+        return (found, None);
+    };
+    let prefix = common_prefix(first, last);
+    while found.len() < keys.len() {
+        // Each page starts just before the next key wanted, so keys of other tasks between
+        // two of ours are skipped rather than paged through.
+        let next = keys[found.len()];
+        let page = match dest.list_page(prefix, before(next)).await {
+            Ok(page) => page,
+            Err(e) => return (found, Some(e)),
+        };
+        let end = match (page.truncated, page.objects.last()) {
+            (false, _) => None,
+            (true, Some(obj)) => Some(obj.key.clone()),
+            (true, None) => {
+                let why = format!(
+                    "LIST `{prefix}` answered an empty page that says more follow; the store's \
+                     listing cannot be used to audit"
+                );
+                return (found, Some(DestError::fatal(why)));
+            }
+        };
+        let mut objects = page.objects.into_iter().peekable();
+        while let Some(&key) = keys.get(found.len()) {
+            if end.as_deref().is_some_and(|end| key > end) {
+                break;
+            }
+            while objects.next_if(|o| o.key.as_str() < key).is_some() {}
+            found.push(objects.next_if(|o| o.key == key));
+        }
+    }
+    (found, None)
+}
+
+/// Whether the listed object is the upload, per `mode`; the audit.log words on success.
+fn judge(
+    mode: AuditMode,
+    up: &Uploaded,
+    listed: Option<&ListedObject>,
+) -> Result<&'static str, Failure> {
+    let Some(obj) = listed else {
+        let msg = format!(
+            "`{}` is not at the destination: the bucket listing after the upload does not show it",
+            up.key
+        );
+        return Err(Failure::new(Reason::Missing, msg));
+    };
+    if obj.size != up.size {
+        let msg = format!(
+            "source {} bytes, destination {} bytes (bucket listing after the upload)",
+            up.size, obj.size
+        );
+        return Err(Failure::new(Reason::SizeNotMatch, msg));
+    }
+    if mode == AuditMode::Simple {
+        return Ok("audit=simple(listed: size; content not verified)");
+    }
+    if let Some(t) = obj.last_modified.filter(|t| t + SKEW_SECS < up.started) {
+        let msg = format!(
+            "`{}` was last modified at {t}, before its upload started at {}: the upload did not \
+             replace it",
+            up.key, up.started
+        );
+        return Err(Failure::new(Reason::MtimeNotMatch, msg));
+    }
+    match obj.etag.as_deref() {
+        // The ETag names the object the upload made, headers and all: a different one means
+        // something replaced it since.
+        Some(etag) if !up.etag.is_empty() && bare(etag) != bare(&up.etag) => {
+            let msg = format!(
+                "`{}` is not the object this upload made: the listing shows ETag {etag}, the \
+                 upload got {}",
+                up.key, up.etag
+            );
+            Err(Failure::new(Reason::ChecksumNotMatch, msg))
+        }
+        Some(_) if !up.etag.is_empty() => {
+            Ok("audit=general(listed: size,last-modified,etag of the upload; content not verified)")
+        }
+        _ => Ok("audit=general(listed: size,last-modified; content not verified)"),
+    }
+}
+
+/// The longest common prefix of two keys, cut at a character boundary.
+fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
+    let mut n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    while !a.is_char_boundary(n) {
+        n -= 1;
+    }
+    &a[..n]
+}
+
+/// A key that sorts just before `key`: `key` without its last character. The keys between
+/// the two all start with it, so a listing from there reaches `key` at once.
+fn before(key: &str) -> &str {
+    key.char_indices().last().map_or("", |(i, _)| &key[..i])
+}
+
+#[cfg(test)]
+#[path = "listed_tests.rs"]
+mod tests;
