@@ -171,7 +171,7 @@ trap 'exit 130' INT TERM
 # STARTED_ENDPOINT, or stops the run with the server's own words.
 start_sandbox() {
     "$BIN" sandbox --root "$2" --port 0 --bucket "$3" --access-key "$AK" --secret-key "$SK" \
-        > "$WORK/$1.out" 2> "$WORK/$1.err" &
+        --request-counts "$WORK/$1.counts" > "$WORK/$1.out" 2> "$WORK/$1.err" &
     STARTED_PID=$!
     for _ in $(seq 100); do grep -q listening "$WORK/$1.out" 2>/dev/null && break; sleep 0.1; done
     STARTED_ENDPOINT="$(sed -n 's/^sandbox listening on //p' "$WORK/$1.out")"
@@ -206,6 +206,8 @@ if want_w W4S || want_w W4L; then
     want_w W4L && populate src-w4l "$W2_DIR"
 fi
 CLK_TCK="$(getconf CLK_TCK)"
+# Requests the destination served so far (it rewrites the file every 200 ms while it counts).
+dest_requests() { sed -n 's/^requests=//p' "$WORK/destination.counts" 2>/dev/null || echo 0; }
 # Both servers' CPU: on W4 the source serves every byte too.
 server_ticks() {
     local t=0 pid
@@ -229,7 +231,7 @@ s3 =
 CFG
 
 RESULTS="$WORK/results.tsv"
-printf 'workload\ttool\trep\twall\tuser\tsys\trss_kb\tserver_cpu\tstatus\n' > "$RESULTS"
+printf 'workload\ttool\trep\twall\tuser\tsys\trss_kb\tserver_cpu\tstatus\trequests\n' > "$RESULTS"
 CMDS="$WORK/commands.tsv"
 : > "$CMDS"
 note_cmd() { grep -qF "$1	" "$CMDS" 2>/dev/null || printf '%s\t%s\n' "$1" "$2" >> "$CMDS"; }
@@ -254,6 +256,8 @@ run_one() {
     mkdir -p "$run" "$DATA/$bucket"
     local t0 t1 rc=0 status=ok user=0 sys=0 rss=0 tfile="$run/time.txt" s0 s1
     s0="$(server_ticks)"
+    local q0 q1
+    q0="$(dest_requests)"
     case "$tool" in
     ossimport)
         mkdir -p "$run/conf"
@@ -304,9 +308,10 @@ CFG
         files=$expect
         ;;
     find)
-        note_cmd "find $w" "sh -c 'find $src -type f | wc -l'"
+        # The stat floor: a migration must know every file's size and mtime.
+        note_cmd "find $w" "sh -c \"find $src -type f -printf '%s %T@\\n' | wc -l\""
         t0="$(now)"
-        timeout "$RUN_TIMEOUT" /usr/bin/time -v -o "$tfile" sh -c "find '$src' -type f | wc -l" > "$run/out" 2> "$run/err" || rc=$?
+        timeout "$RUN_TIMEOUT" /usr/bin/time -v -o "$tfile" sh -c "find '$src' -type f -printf '%s %T@\\n' | wc -l" > "$run/out" 2> "$run/err" || rc=$?
         t1="$(now)"
         [ "$rc" = 0 ] && [ "$(cat "$run/out")" = "$W3_FILES" ] || status="failed(rc=$rc)"
         user="$(tv "$tfile" 'User time (seconds)')"; sys="$(tv "$tfile" 'System time (seconds)')"
@@ -363,6 +368,8 @@ CFG
         ;;
     esac
     s1="$(server_ticks)"
+    sleep 0.3
+    q1="$(dest_requests)"
     # Every object must be on the server, or the run does not count.
     if [ "$status" = ok ] && [ "$tool" != find ]; then
         local got got_bytes want_bytes=0
@@ -378,8 +385,8 @@ CFG
         { echo "== $w $tool rep $rep: $status"; tail -5 "$run"/*.out "$run"/out "$run"/err 2>/dev/null; } >> "$BENCH_DIR/.failures.log"
     fi
     awk -v w="$w" -v t="$tool" -v r="$rep" -v t0="$t0" -v t1="$t1" -v u="${user:-0}" -v s="${sys:-0}" \
-        -v m="${rss:-0}" -v s0="$s0" -v s1="$s1" -v hz="$CLK_TCK" -v st="$status" \
-        'BEGIN {printf "%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%.2f\t%s\n", w, t, r, t1 - t0, u, s, m, (s1 - s0) / hz, st}' >> "$RESULTS"
+        -v m="${rss:-0}" -v s0="$s0" -v s1="$s1" -v hz="$CLK_TCK" -v st="$status" -v q="$(( q1 - q0 ))" \
+        'BEGIN {printf "%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%.2f\t%s\t%s\n", w, t, r, t1 - t0, u, s, m, (s1 - s0) / hz, st, q}' >> "$RESULTS"
     log "$(tail -1 "$RESULTS" | tr '\t' ' ')"
     # Fresh bucket each run: drop this one (objects and s3s-fs's sidecar files) before the next.
     rm -rf "$DATA/$bucket" "$run"

@@ -82,4 +82,7 @@ pub struct SandboxArgs {
     /// File whose appearance stops the server (used by --stop).
     #[arg(long, hide = true)]
     pub stop_file: Option<PathBuf>,
+    /// Keep the number of requests served, by kind, in this file (for benchmarks).
+    #[arg(long)]
+    pub request_counts: Option<PathBuf>,
 }

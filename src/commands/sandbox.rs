@@ -38,6 +38,7 @@ pub fn run(console: &Console, args: SandboxArgs) -> Result<u8> {
         buckets: args.bucket,
         credentials,
         stop_file: args.stop_file,
+        request_counts: args.request_counts,
     };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Internal(format!("cannot start tokio: {e}")))?;

@@ -22,6 +22,7 @@ pub(crate) async fn sandbox(root: &std::path::Path) -> S3Destination {
         buckets: vec!["bkt".into()],
         credentials: Some(("ak".into(), "sk".into())),
         stop_file: None,
+        request_counts: None,
     };
     tokio::spawn(serve(opts, move |addr| {
         let _ = tx.send(addr);

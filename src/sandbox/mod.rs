@@ -4,6 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper::service::Service;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -12,6 +15,8 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, IoContext, Result};
+
+mod counts;
 
 pub struct SandboxOptions {
     pub root: PathBuf,
@@ -22,6 +27,8 @@ pub struct SandboxOptions {
     pub credentials: Option<(String, String)>,
     /// The server stops when this file appears.
     pub stop_file: Option<PathBuf>,
+    /// Where to keep the count of requests served, by kind (for benchmarks).
+    pub request_counts: Option<PathBuf>,
 }
 
 /// Serves until Ctrl-C, SIGTERM or the stop file; calls `ready` with the bound address.
@@ -41,6 +48,10 @@ pub async fn serve(opts: SandboxOptions, ready: impl FnOnce(SocketAddr)) -> Resu
         builder.set_auth(SimpleAuth::from_single(ak, sk));
     }
     let service = builder.build();
+    let counts = Arc::new(counts::Counts::default());
+    if let Some(path) = opts.request_counts {
+        tokio::spawn(counts::keep_written(counts.clone(), path));
+    }
     let listener = TcpListener::bind((opts.host.as_str(), opts.port))
         .await
         .map_err(|e| {
@@ -64,8 +75,13 @@ pub async fn serve(opts: SandboxOptions, ready: impl FnOnce(SocketAddr)) -> Resu
             },
             () = &mut stop => break,
         };
+        let (service, counts) = (service.clone(), counts.clone());
+        let counted = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            counts.note(&req);
+            Service::call(&service, req)
+        });
         let conn = http
-            .serve_connection(TokioIo::new(socket), service.clone())
+            .serve_connection(TokioIo::new(socket), counted)
             .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
