@@ -76,10 +76,11 @@ pub async fn serve(opts: SandboxOptions, ready: impl FnOnce(SocketAddr)) -> Resu
             () = &mut stop => break,
         };
         let (service, counts) = (service.clone(), counts.clone());
-        let counted = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            counts.note(&req);
-            Service::call(&service, req)
-        });
+        let counted =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                counts.note(&req);
+                Service::call(&service, req)
+            });
         let conn = http
             .serve_connection(TokioIo::new(socket), counted)
             .into_owned();

@@ -4,14 +4,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use std::io;
+use std::io::{self, Read, Seek};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::Sender;
 use walkdir::WalkDir;
 
@@ -234,22 +234,38 @@ impl Source for LocalSource {
 
     async fn open(&self, obj: &SourceObject, offset: u64, len: u64) -> Result<Body> {
         let full = self.full_path(&obj.path);
-        // Opening now turns a permission problem into a clear per-file error before any
-        // request is made.
-        if let Err(e) = tokio::fs::File::open(&full).await {
-            if e.kind() == io::ErrorKind::NotFound {
-                return Err(Error::Source(format!("`{}` {DELETED}", full.display())));
-            }
-            return Err(Error::io("cannot open source file", full, e));
-        }
         let what = format!("`{}`", full.display());
         let range = FileRange {
-            path: full,
+            path: full.clone(),
             size: obj.size,
             offset,
             len,
         };
-        Ok(Body::new(Arc::new(range), len, what))
+        // Opening now turns a permission problem into a clear per-file error before any
+        // request is made. A small range is read whole in the same trip to the blocking pool:
+        // for small files the trips, not the reads, are the cost.
+        let (range, opened) = blocking(move || {
+            let opened = match len <= CHUNK as u64 {
+                true => range.read_whole().map(Some),
+                false => fs::File::open(&range.path).map(|_| None),
+            };
+            Ok((range, opened))
+        })
+        .await?;
+        let fault = |e: &io::Error| ReadFault::find(e).map(|f| f.kind);
+        match opened {
+            Ok(None) => Ok(Body::new(Arc::new(range), len, what)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(Error::Source(format!("`{}` {DELETED}", full.display())))
+            }
+            // A file of another size fails its request, as when it is read while sent.
+            Err(e) if fault(&e) == Some(ReadFaultKind::Changed) => {
+                Ok(Body::new(Arc::new(Preread::failed(&e)), len, what))
+            }
+            Err(e) => Err(Error::io("cannot open source file", full, e)),
+            // Kept for a retry of the request.
+            Ok(Some(bytes)) => Ok(Body::new(Arc::new(Preread(Ok(bytes))), len, what)),
+        }
     }
 }
 
@@ -265,34 +281,57 @@ struct FileRange {
     len: u64,
 }
 
+impl FileRange {
+    /// The file, opened at the range's start, if it still has the size it was listed with.
+    fn open_at_offset(&self) -> io::Result<fs::File> {
+        let mut file = fs::File::open(&self.path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ReadFault::io_as(
+                e.kind(),
+                ReadFaultKind::Deleted,
+                format!("`{}` {DELETED}", self.path.display()),
+            ),
+            _ => e,
+        })?;
+        // Another size is another file: reading `len` bytes of it would send a part of the
+        // new content (or run short) under the listed size.
+        let now = file.metadata()?.len();
+        if now != self.size {
+            return Err(ReadFault::io(
+                ReadFaultKind::Changed,
+                format!(
+                    "`{}` has {now} bytes, listed with {}: it changed after it was listed \
+                     (SIZE_NOT_MATCH)",
+                    self.path.display(),
+                    self.size
+                ),
+            ));
+        }
+        file.seek(io::SeekFrom::Start(self.offset))?;
+        Ok(file)
+    }
+
+    /// The whole range at once; shorter when the file ends early (the body reports it).
+    fn read_whole(&self) -> io::Result<Bytes> {
+        let mut buf = Vec::with_capacity(self.len as usize);
+        self.open_at_offset()?
+            .take(self.len)
+            .read_to_end(&mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
 impl Reopen for FileRange {
     fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
-        let (path, size, offset, len) = (self.path.clone(), self.size, self.offset, self.len);
+        let this = FileRange {
+            path: self.path.clone(),
+            ..*self
+        };
+        let len = self.len;
         Box::pin(async move {
-            let mut file = tokio::fs::File::open(&path)
+            let file = tokio::task::spawn_blocking(move || this.open_at_offset())
                 .await
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => ReadFault::io_as(
-                        e.kind(),
-                        ReadFaultKind::Deleted,
-                        format!("`{}` {DELETED}", path.display()),
-                    ),
-                    _ => e,
-                })?;
-            // Another size is another file: reading `len` bytes of it would send a part of
-            // the new content (or run short) under the listed size.
-            let now = file.metadata().await?.len();
-            if now != size {
-                return Err(ReadFault::io(
-                    ReadFaultKind::Changed,
-                    format!(
-                        "`{}` has {now} bytes, listed with {size}: it changed after it was \
-                         listed (SIZE_NOT_MATCH)",
-                        path.display()
-                    ),
-                ));
-            }
-            file.seek(io::SeekFrom::Start(offset)).await?;
+                .map_err(io::Error::other)??;
+            let file = tokio::fs::File::from_std(file);
             let chunks = stream::unfold(Some((file, len)), |state| async move {
                 let (mut file, remaining) = state?;
                 if remaining == 0 {
@@ -319,6 +358,29 @@ impl Reopen for FileRange {
             });
             Ok(chunks.boxed())
         })
+    }
+}
+
+/// A small range read at open, given again to every read of the body: its bytes, or the
+/// fault, rebuilt each time since an `io::Error` cannot be cloned.
+struct Preread(std::result::Result<Bytes, (io::ErrorKind, Option<ReadFault>, String)>);
+
+impl Preread {
+    fn failed(e: &io::Error) -> Preread {
+        Preread(Err((e.kind(), ReadFault::find(e).cloned(), e.to_string())))
+    }
+}
+
+impl Reopen for Preread {
+    fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
+        let read = match &self.0 {
+            Ok(bytes) => Ok(stream::once(futures::future::ready(Ok(bytes.clone()))).boxed()),
+            Err((kind, Some(fault), _)) => {
+                Err(ReadFault::io_as(*kind, fault.kind, fault.message.clone()))
+            }
+            Err((kind, None, message)) => Err(io::Error::new(*kind, message.clone())),
+        };
+        Box::pin(futures::future::ready(read))
     }
 }
 
