@@ -111,9 +111,9 @@ fn md5_metadata_and_server_side_encryption_are_requested() {
 }
 
 /// The file grows while its parts are read, after each part has opened it (a part opened
-/// later would refuse it then): every part is read to its listed length and the upload
-/// itself succeeds, so only the look at the file after the upload can tell. Then the user's
-/// `retry` sends the file as it is now.
+/// later would refuse it then): every part is read to its listed length, and the parts still
+/// being read see the new size on the open file when they end (or else the look at the file
+/// after the upload does). Then the user's `retry` sends the file as it is now.
 #[test]
 fn a_file_changed_during_upload_fails_with_size_not_match_and_retry_sends_it_whole() {
     let sandbox = Sandbox::start();
@@ -150,7 +150,7 @@ fn a_file_changed_during_upload_fails_with_size_not_match_and_retry_sends_it_who
     let errors = error_lists(&pkg);
     assert!(
         errors.starts_with(
-            "SIZE_NOT_MATCH\tchanging.bin\tchanged while it was uploaded: 12582912 bytes at mtime"
+            "SIZE_NOT_MATCH\tchanging.bin\tchanged while it was uploaded: 12582912 bytes"
         ),
         "{errors}"
     );

@@ -215,6 +215,10 @@ impl Source for LocalSource {
             .map_err(|e| Error::Source(format!("listing thread failed: {e}")))
     }
 
+    fn pins_reads(&self) -> bool {
+        true
+    }
+
     async fn probe(&self, obj: &SourceObject) -> Result<Probe> {
         let path = obj.path.clone();
         let full = self.full_path(&path);
@@ -238,6 +242,7 @@ impl Source for LocalSource {
         let range = FileRange {
             path: full.clone(),
             size: obj.size,
+            mtime: obj.mtime,
             offset,
             len,
         };
@@ -275,14 +280,15 @@ const DELETED: &str = "was deleted after it was listed (FILE_NOT_FOUND)";
 /// A range of a local file, read in chunks while it is sent (never whole in memory).
 struct FileRange {
     path: PathBuf,
-    /// The file's size as listed or probed.
+    /// The file's size and mtime as listed or probed: the version this range belongs to.
     size: u64,
+    mtime: i64,
     offset: u64,
     len: u64,
 }
 
 impl FileRange {
-    /// The file, opened at the range's start, if it still has the size it was listed with.
+    /// The file, opened at the range's start, if it is still the version listed.
     fn open_at_offset(&self) -> io::Result<fs::File> {
         let mut file = fs::File::open(&self.path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ReadFault::io_as(
@@ -292,69 +298,89 @@ impl FileRange {
             ),
             _ => e,
         })?;
-        // Another size is another file: reading `len` bytes of it would send a part of the
-        // new content (or run short) under the listed size.
-        let now = file.metadata()?.len();
-        if now != self.size {
-            return Err(ReadFault::io(
-                ReadFaultKind::Changed,
-                format!(
-                    "`{}` has {now} bytes, listed with {}: it changed after it was listed \
-                     (SIZE_NOT_MATCH)",
-                    self.path.display(),
-                    self.size
-                ),
-            ));
-        }
+        self.check_version(&file.metadata()?, "")?;
         file.seek(io::SeekFrom::Start(self.offset))?;
         Ok(file)
+    }
+
+    /// Another size or mtime is another file: reading `len` bytes of it would send a part of
+    /// the new content (or run short) under the listed version. Checked when the file is
+    /// opened and again on the open file once the range is read, so the read is pinned to
+    /// the version listed as an object store's is, and no look before or after is needed.
+    fn check_version(&self, meta: &fs::Metadata, when: &str) -> io::Result<()> {
+        let (size, mtime) = (meta.len(), mtime_secs(meta));
+        if (size, mtime) == (self.size, self.mtime) {
+            return Ok(());
+        }
+        Err(ReadFault::io(
+            ReadFaultKind::Changed,
+            format!(
+                "`{}` has {size} bytes at mtime {mtime}{when}, listed with {} bytes at mtime {}: \
+                 it changed after it was listed (SIZE_NOT_MATCH)",
+                self.path.display(),
+                self.size,
+                self.mtime
+            ),
+        ))
     }
 
     /// The whole range at once; shorter when the file ends early (the body reports it).
     fn read_whole(&self) -> io::Result<Bytes> {
         let mut buf = Vec::with_capacity(self.len as usize);
-        self.open_at_offset()?
-            .take(self.len)
-            .read_to_end(&mut buf)?;
+        let mut file = self.open_at_offset()?;
+        (&mut file).take(self.len).read_to_end(&mut buf)?;
+        self.check_version(&file.metadata()?, " after it was read")?;
         Ok(Bytes::from(buf))
     }
 }
 
 impl Reopen for FileRange {
     fn open(&self) -> BoxFuture<'static, io::Result<ByteStream>> {
-        let this = FileRange {
+        let this = Arc::new(FileRange {
             path: self.path.clone(),
             ..*self
-        };
-        let len = self.len;
+        });
         Box::pin(async move {
-            let file = tokio::task::spawn_blocking(move || this.open_at_offset())
+            let opener = this.clone();
+            let file = tokio::task::spawn_blocking(move || opener.open_at_offset())
                 .await
                 .map_err(io::Error::other)??;
             let file = tokio::fs::File::from_std(file);
-            let chunks = stream::unfold(Some((file, len)), |state| async move {
-                let (mut file, remaining) = state?;
-                if remaining == 0 {
-                    return None;
-                }
-                let mut buf = vec![0u8; CHUNK.min(remaining as usize)];
-                let mut filled = 0;
-                while filled < buf.len() {
-                    match file.read(&mut buf[filled..]).await {
-                        // The end of the file: the body adapter reports how short it is.
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) => return Some((Err(e), None)),
+            let chunks = stream::unfold(Some((file, this.len)), move |state| {
+                let this = this.clone();
+                async move {
+                    let (mut file, remaining) = state?;
+                    if remaining == 0 {
+                        return None;
                     }
+                    let mut buf = vec![0u8; CHUNK.min(remaining as usize)];
+                    let mut filled = 0;
+                    while filled < buf.len() {
+                        match file.read(&mut buf[filled..]).await {
+                            // The end of the file: the body adapter reports how short it is.
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) => return Some((Err(e), None)),
+                        }
+                    }
+                    if filled == 0 {
+                        return None;
+                    }
+                    buf.truncate(filled);
+                    let remaining = remaining - filled as u64;
+                    if remaining == 0 {
+                        // Still the version it was when opened, or what is sent is mixed;
+                        // checked before the last chunk goes, so the request fails.
+                        let checked = match file.metadata().await {
+                            Ok(meta) => this.check_version(&meta, " after it was read"),
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = checked {
+                            return Some((Err(e), None));
+                        }
+                    }
+                    Some((Ok(Bytes::from(buf)), Some((file, remaining))))
                 }
-                if filled == 0 {
-                    return None;
-                }
-                buf.truncate(filled);
-                Some((
-                    Ok(Bytes::from(buf)),
-                    Some((file, remaining - filled as u64)),
-                ))
             });
             Ok(chunks.boxed())
         })
@@ -440,7 +466,9 @@ mod tests {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("f"), &data).unwrap();
         let source = LocalSource::new(dir.path().to_path_buf(), false);
-        let obj = SourceObject::new(RelPath(b"f".to_vec()), data.len() as u64, 0);
+        let Probe::Present(obj) = source.probe(&listed("f", 0)).await.unwrap() else {
+            panic!("the file is there");
+        };
         let slot = Arc::new(DigestSlot::default());
         let body = source
             .open(&obj, 1000, 600_000)
@@ -457,6 +485,40 @@ mod tests {
         }
         let want = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, &data[1000..601_000]);
         assert_eq!(slot.get().unwrap().crc64, want);
+    }
+
+    fn listed(path: &str, size: u64) -> SourceObject {
+        SourceObject::new(RelPath(path.as_bytes().to_vec()), size, 0)
+    }
+
+    /// Every failure of reading `body`, in order.
+    async fn read_faults(body: &Body) -> Vec<io::Error> {
+        let mut s = body.stream();
+        let mut faults = Vec::new();
+        while let Some(chunk) = s.next().await {
+            faults.extend(chunk.err());
+        }
+        faults
+    }
+
+    #[tokio::test]
+    async fn a_file_rewritten_since_listing_at_the_same_size_fails_its_read_small_or_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = LocalSource::new(dir.path().to_path_buf(), false);
+        for (name, size) in [("small", 10_000usize), ("large", 600_000)] {
+            std::fs::write(dir.path().join(name), vec![7u8; size]).unwrap();
+            let Probe::Present(mut obj) = source.probe(&listed(name, 0)).await.unwrap() else {
+                panic!("{name} is there");
+            };
+            obj.mtime -= 5;
+            let body = source.open(&obj, 0, size as u64).await.unwrap();
+            let faults = read_faults(&body).await;
+            let kinds: Vec<_> = faults
+                .iter()
+                .map(|e| ReadFault::find(e).map(|f| f.kind))
+                .collect();
+            assert_eq!(kinds, [Some(ReadFaultKind::Changed)], "{name}: {faults:?}");
+        }
     }
 
     #[tokio::test]
