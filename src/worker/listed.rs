@@ -37,8 +37,9 @@ pub struct Uploaded {
 /// Uploads one round of listing proves at most: one page.
 const BATCH: usize = 1000;
 /// How long the first upload of a batch waits for others to join it, so that a listing proves
-/// many files; the files' results become durable that much later.
-const LINGER: Duration = Duration::from_millis(100);
+/// many files (a task's end does not wait); the files' results become durable that much
+/// later, and a kill in that second sends them again at the next start.
+const LINGER: Duration = Duration::from_secs(1);
 /// Room in the queue from the uploads to the auditor.
 pub const QUEUE: usize = 2 * BATCH;
 /// Clock difference tolerated between this machine and the store before an object counts as
