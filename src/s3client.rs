@@ -116,24 +116,28 @@ pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> b
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
         }
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let code = se.err().code().unwrap_or_default();
-            status >= 500
-                || status == 429
-                || matches!(
-                    code,
-                    "SlowDown"
-                        | "Throttling"
-                        | "ThrottlingException"
-                        | "RequestTimeout"
-                        // A copy or complete answered 200 with an error body: retry, says AWS.
-                        | "InternalError"
-                        | "ServiceUnavailable"
-                )
-        }
+        SdkError::ServiceError(se) => transient_code(
+            se.raw().status().as_u16(),
+            se.err().code().unwrap_or_default(),
+        ),
         _ => false,
     }
+}
+
+/// Whether a server's refusal (HTTP status, S3 error code) is worth another try.
+pub fn transient_code(status: u16, code: &str) -> bool {
+    status >= 500
+        || status == 429
+        || matches!(
+            code,
+            "SlowDown"
+                | "Throttling"
+                | "ThrottlingException"
+                | "RequestTimeout"
+                // A copy or complete answered 200 with an error body: retry, says AWS.
+                | "InternalError"
+                | "ServiceUnavailable"
+        )
 }
 
 /// The response header OSS gives the CRC-64 of an object in.

@@ -29,6 +29,8 @@ const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
 
 pub struct S3Destination {
     client: Client,
+    /// PutObject without the SDK's per-request cost, when the endpoint allows.
+    direct: Option<direct::DirectPut>,
     bucket: String,
     /// Scrubbed from every error message: a server may echo the key id back.
     secrets: [String; 2],
@@ -56,16 +58,27 @@ impl S3Destination {
     pub fn new(s: &S3Settings<'_>) -> Self {
         let endpoint = s.endpoint.trim_end_matches('/');
         let host = host_of(endpoint);
+        let region = oss_region(host).unwrap_or_else(|| "us-east-1".into());
+        // OSS wants virtual-hosted style; an IP or localhost endpoint has no DNS for that.
+        let path_style = is_ip_or_localhost(host);
         let client = build_client(&ClientSettings {
             endpoint,
-            region: &oss_region(host).unwrap_or_else(|| "us-east-1".into()),
-            // OSS wants virtual-hosted style; an IP or localhost endpoint has no DNS for that.
-            path_style: is_ip_or_localhost(host),
+            region: &region,
+            path_style,
+            access_key: s.access_key,
+            secret_key: s.secret_key,
+        });
+        let direct = direct::DirectPut::new(&direct::DirectSettings {
+            endpoint,
+            bucket: s.bucket,
+            path_style,
+            region: &region,
             access_key: s.access_key,
             secret_key: s.secret_key,
         });
         S3Destination {
             client,
+            direct,
             bucket: s.bucket.to_string(),
             secrets: [s.access_key.to_string(), s.secret_key.to_string()],
             upload_listing: AtomicU8::new(LISTING_UNKNOWN),
@@ -201,6 +214,13 @@ impl Destination for S3Destination {
     }
 
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {
+        if let Some(direct) = self
+            .direct
+            .as_ref()
+            .filter(|_| direct::DirectPut::takes(key))
+        {
+            return direct.put(key, body, opts).await;
+        }
         let (body, len) = super::body::byte_stream(body);
         let mut req = self
             .client
@@ -516,6 +536,8 @@ impl S3Destination {
         }
     }
 }
+
+mod direct;
 
 #[cfg(test)]
 pub(crate) mod tests;
