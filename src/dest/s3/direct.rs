@@ -55,7 +55,9 @@ impl DirectPut {
             true => (authority.to_string(), format!("/{}", s.bucket)),
             false => (format!("{}.{authority}", s.bucket), String::new()),
         };
-        let client = crate::source::rest::client(Client::builder()).ok()?;
+        // The SDK, which sends every other request of the destination, uses no proxy from
+        // the environment: neither does this.
+        let client = crate::source::rest::client(Client::builder().no_proxy()).ok()?;
         Some(DirectPut {
             client,
             origin: format!("{scheme}://{host}"),
