@@ -299,7 +299,9 @@ impl FileRange {
             _ => e,
         })?;
         self.check_version(&file.metadata()?, "")?;
-        file.seek(io::SeekFrom::Start(self.offset))?;
+        if self.offset > 0 {
+            file.seek(io::SeekFrom::Start(self.offset))?;
+        }
         Ok(file)
     }
 
