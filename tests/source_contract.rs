@@ -426,7 +426,8 @@ async fn changes_inner(b: &Bench) -> Check {
     }
 
     // Same size, new bytes: a source with a change marker reads only the version it was
-    // given; one without (a local file) gives the one version it has now, never a mix.
+    // given; one without gives the one version it has now, never a mix, or, pinning its
+    // reads to size and mtime (a local file), refuses it.
     let (path, new) = (MUT[3].0, b.bytes(MUT[3].0));
     match (
         &pinned.version,
@@ -441,6 +442,12 @@ async fn changes_inner(b: &Bench) -> Check {
                 "`{path}` read at version {v} gives the bytes of another version"
             ));
         }
+        // A local file's version is its size and mtime: a source that pins its reads to
+        // them refuses the rewritten file as an object store refuses an old ETag.
+        (None, Err(e)) if src.pins_reads() => ensure!(
+            e.contains("SIZE_NOT_MATCH"),
+            "reading `{path}` after a same-size rewrite fails without SIZE_NOT_MATCH: {e}"
+        ),
         (None, Err(e)) => {
             return Err(format!(
                 "`{path}` (no version) cannot be read after a rewrite: {e}"

@@ -61,21 +61,15 @@ impl S3Destination {
         let region = oss_region(host).unwrap_or_else(|| "us-east-1".into());
         // OSS wants virtual-hosted style; an IP or localhost endpoint has no DNS for that.
         let path_style = is_ip_or_localhost(host);
-        let client = build_client(&ClientSettings {
+        let settings = ClientSettings {
             endpoint,
             region: &region,
             path_style,
             access_key: s.access_key,
             secret_key: s.secret_key,
-        });
-        let direct = direct::DirectPut::new(&direct::DirectSettings {
-            endpoint,
-            bucket: s.bucket,
-            path_style,
-            region: &region,
-            access_key: s.access_key,
-            secret_key: s.secret_key,
-        });
+        };
+        let client = build_client(&settings);
+        let direct = direct::DirectPut::new(&settings, s.bucket);
         S3Destination {
             client,
             direct,

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dest::{DestError, DestResult, PutOptions};
 use crate::payload::{Body, ReadFault};
-use crate::s3client::transient_code;
+use crate::s3client::{ClientSettings, transient_code};
 use crate::source::rest::{UNRESERVED, error_chain};
 
 /// Where and as whom PUTs go; secrets stay inside.
@@ -30,30 +30,19 @@ pub struct DirectPut {
     secret_key: String,
 }
 
-/// What `DirectPut::new` needs.
-pub struct DirectSettings<'a> {
-    /// `scheme://host[:port]`, without the bucket.
-    pub endpoint: &'a str,
-    pub bucket: &'a str,
-    pub path_style: bool,
-    pub region: &'a str,
-    pub access_key: &'a str,
-    pub secret_key: &'a str,
-}
-
 type HmacSha256 = Hmac<Sha256>;
 
 impl DirectPut {
     /// `None` when the endpoint is not a plain `http(s)://authority`, or the HTTP client
     /// cannot be built: the SDK then sends the PUTs too.
-    pub fn new(s: &DirectSettings<'_>) -> Option<DirectPut> {
+    pub fn new(s: &ClientSettings<'_>, bucket: &str) -> Option<DirectPut> {
         let (scheme, authority) = s.endpoint.trim_end_matches('/').split_once("://")?;
         if !matches!(scheme, "http" | "https") || authority.is_empty() || authority.contains('/') {
             return None;
         }
         let (host, path_prefix) = match s.path_style {
-            true => (authority.to_string(), format!("/{}", s.bucket)),
-            false => (format!("{}.{authority}", s.bucket), String::new()),
+            true => (authority.to_string(), format!("/{bucket}")),
+            false => (format!("{bucket}.{authority}"), String::new()),
         };
         // The SDK, which sends every other request of the destination, uses no proxy from
         // the environment: neither does this.
