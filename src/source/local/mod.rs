@@ -1,7 +1,8 @@
-//! The local file-system source (`srcType=local`): a sorted walk under `srcPrefix`.
+//! The local file-system source (`srcType=local`): a sorted walk under `srcPrefix` (see
+//! [`walk`] for one unit's listing).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use std::io::{self, Read, Seek};
@@ -13,15 +14,14 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::Sender;
-use walkdir::WalkDir;
 
-use super::{
-    Body, LIST_BATCH, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject,
-};
+use super::{Body, ListBatch, Probe, RelPath, Resume, ScanUnit, Scope, Source, SourceObject};
 use crate::error::{Error, IoContext, Result};
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
-use crate::reason::Reason;
 use crate::workdir::blocking;
+use walk::UnitWalk;
+
+mod walk;
 
 /// Bytes read from a file per chunk.
 const CHUNK: usize = 256 * 1024;
@@ -79,91 +79,18 @@ impl LocalSource {
         SourceObject::new(rel.clone(), meta.len(), mtime_secs(meta))
     }
 
-    /// The metadata a listed entry contributes, or `None` when it is not a file to upload.
-    fn file_meta(&self, path: &Path, is_symlink: bool) -> std::io::Result<Option<fs::Metadata>> {
-        if is_symlink && !self.allow_symlinks {
-            return Ok(None);
-        }
-        let meta = fs::metadata(path)?;
-        Ok(meta.is_file().then_some(meta))
-    }
-
     fn list_blocking(&self, unit: &ScanUnit, after: Option<RelPath>, out: &Sender<ListBatch>) {
         let Scope::Tree { dir, recursive } = &unit.scope else {
             return;
         };
-        let base = self.full_path(dir);
-        let mut walker = WalkDir::new(&base)
-            .min_depth(1)
-            .follow_links(false)
-            .sort_by_file_name();
-        if !recursive {
-            walker = walker.max_depth(1);
-        }
-        let rel_of = |p: &Path| -> RelPath {
-            match p.strip_prefix(&base) {
-                Ok(stripped) if !stripped.as_os_str().is_empty() => dir.join(&path_bytes(stripped)),
-                _ => dir.clone(),
-            }
+        let walk = UnitWalk {
+            base: self.full_path(dir),
+            dir,
+            recursive: *recursive,
+            allow_symlinks: self.allow_symlinks,
+            after: after.as_ref(),
         };
-        let iter = walker.into_iter().filter_entry(|e| {
-            // On resume, skip whole subtrees that lie before the checkpoint.
-            let Some(after) = &after else { return true };
-            if !e.file_type().is_dir() {
-                return true;
-            }
-            let rel = rel_of(e.path());
-            rel.walk_cmp(after).is_gt() || after.is_within(&rel)
-        });
-        let mut batch = Vec::with_capacity(LIST_BATCH);
-        for entry in iter {
-            // A stopped job closes the channel; the walk ends here rather than at the tree's
-            // end, which can be minutes away and would hold up the service's exit.
-            if out.is_closed() {
-                return;
-            }
-            let item = match entry {
-                Ok(entry) if entry.file_type().is_dir() => continue,
-                Ok(entry) => {
-                    let rel = rel_of(entry.path());
-                    if after.as_ref().is_some_and(|a| rel.walk_cmp(a).is_le()) {
-                        continue;
-                    }
-                    match self.file_meta(entry.path(), entry.path_is_symlink()) {
-                        Ok(Some(meta)) => Ok(self.stat(&rel, &meta)),
-                        Ok(None) => continue,
-                        Err(e) => Err(Error::Listing {
-                            path: rel,
-                            reason: Reason::ReadError,
-                            locator: None,
-                            message: e.to_string(),
-                        }),
-                    }
-                }
-                Err(e) => {
-                    let path = e
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| base.clone());
-                    let message = e
-                        .io_error()
-                        .map_or_else(|| e.to_string(), ToString::to_string);
-                    Err(Error::Listing {
-                        path: rel_of(&path),
-                        reason: Reason::ReadError,
-                        locator: None,
-                        message,
-                    })
-                }
-            };
-            batch.push(item);
-            if batch.len() >= LIST_BATCH && out.blocking_send(std::mem::take(&mut batch)).is_err() {
-                return;
-            }
-        }
-        if !batch.is_empty() {
-            let _ = out.blocking_send(batch);
-        }
+        walk.send(out);
     }
 }
 
@@ -428,18 +355,6 @@ fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
 #[cfg(not(unix))]
 fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
     name.to_string_lossy().into_owned().into_bytes()
-}
-
-/// A relative path's bytes, `/`-separated.
-#[cfg(unix)]
-fn path_bytes(path: &Path) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    path.as_os_str().as_bytes().to_vec()
-}
-
-#[cfg(not(unix))]
-fn path_bytes(path: &Path) -> Vec<u8> {
-    path.to_string_lossy().replace('\\', "/").into_bytes()
 }
 
 #[cfg(unix)]
