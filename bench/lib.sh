@@ -4,7 +4,10 @@
 # The server's data lives on tmpfs (/dev/shm, or $BENCH_DATA), so disk state does not blur
 # the figures.
 cargo build --release --quiet
-BIN="$PWD/${CARGO_TARGET_DIR:-target}/release/ossimport"
+case "${CARGO_TARGET_DIR:-target}" in
+    /*) BIN="$CARGO_TARGET_DIR/release/ossimport" ;;
+    *) BIN="$PWD/${CARGO_TARGET_DIR:-target}/release/ossimport" ;;
+esac
 WORK="$(mktemp -d)"
 DATA_PARENT="${BENCH_DATA:-/dev/shm}"
 [ -d "$DATA_PARENT" ] && [ -w "$DATA_PARENT" ] || DATA_PARENT="$WORK"

@@ -66,7 +66,9 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 have() { command -v "$1" > /dev/null 2>&1; }
 
 # ---------------------------------------------------------------- binary
-BIN="$ROOT_DIR/${CARGO_TARGET_DIR:-target}/release/ossimport"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT_DIR/$TARGET_DIR" ;; esac
+BIN="$TARGET_DIR/release/ossimport"
 BUILD_NOTE="used as found"
 if [ "$BUILD" = 1 ]; then
     log "cargo build --release -j ${BENCH_BUILD_JOBS:-1}"
