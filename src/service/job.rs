@@ -206,9 +206,12 @@ async fn open_job(
 }
 
 /// Enough concurrent tasks to keep `workerTaskThreadNum` files in flight when tasks are
-/// small, and only two when tasks are large (each holds its file list in memory).
+/// small, and four when tasks are large (each holds its file list in memory). Tasks are
+/// often smaller than `taskObjectCountLimit` (one per folder), and a task's last files and
+/// its audit leave file slots idle that other tasks fill: W1 (200-file tasks) took 3.37 s
+/// with four against 3.70 s with two (medians of 5).
 fn task_runners(job: &JobConfig, sys: &SysConfig) -> usize {
     let threads = u64::from(sys.worker_task_thread_num.max(1));
     let per_task = job.task_object_count_limit.max(1);
-    (threads * 2).div_ceil(per_task).clamp(2, threads.max(2)) as usize
+    (threads * 2).div_ceil(per_task).clamp(4, threads.max(4)) as usize
 }

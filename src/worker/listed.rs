@@ -26,8 +26,10 @@ pub struct Uploaded {
     pub key: String,
     pub path: RelPath,
     pub size: u64,
-    /// When the upload started, unix seconds on this machine's clock.
-    pub started: i64,
+    /// When the upload started, unix seconds on this machine's clock; `None` for a multipart
+    /// upload, whose object carries the time its upload was created, perhaps days before a
+    /// resumed upload ended.
+    pub started: Option<i64>,
     /// The ETag the upload got back ("" when the store sent none).
     pub etag: String,
     /// The record's detail so far (`key=… etag=…` and notes); the proof is appended.
@@ -115,25 +117,31 @@ async fn list_keys(
         return (found, None);
     };
     let prefix = common_prefix(first, last);
+    // The last key listed so far: a page starts after it, or just before the next key wanted
+    // when that is further, so keys of other tasks between two of ours are skipped rather
+    // than paged through, and every page moves on.
+    let mut cursor = String::new();
     while found.len() < keys.len() {
-        // Each page starts just before the next key wanted, so keys of other tasks between
-        // two of ours are skipped rather than paged through.
         let next = keys[found.len()];
-        let page = match dest.list_page(prefix, before(next)).await {
+        let start = before(next).max(cursor.as_str()).to_string();
+        let page = match dest.list_page(prefix, &start).await {
             Ok(page) => page,
             Err(e) => return (found, Some(e)),
         };
         let end = match (page.truncated, page.objects.last()) {
             (false, _) => None,
-            (true, Some(obj)) => Some(obj.key.clone()),
-            (true, None) => {
+            (true, Some(obj)) if obj.key.as_str() > start.as_str() => Some(obj.key.clone()),
+            (true, _) => {
                 let why = format!(
-                    "LIST `{prefix}` answered an empty page that says more follow; the store's \
-                     listing cannot be used to audit"
+                    "LIST `{prefix}` after `{start}` answered a page that does not move on but \
+                     says more follow; the store's listing cannot be used to audit"
                 );
                 return (found, Some(DestError::fatal(why)));
             }
         };
+        if let Some(end) = &end {
+            cursor.clone_from(end);
+        }
         let mut objects = page.objects.into_iter().peekable();
         while let Some(&key) = keys.get(found.len()) {
             if end.as_deref().is_some_and(|end| key > end) {
@@ -169,11 +177,13 @@ fn judge(
     if mode == AuditMode::Simple {
         return Ok("audit=simple(listed: size; content not verified)");
     }
-    if let Some(t) = obj.last_modified.filter(|t| t + SKEW_SECS < up.started) {
+    if let (Some(t), Some(started)) = (obj.last_modified, up.started)
+        && t + SKEW_SECS < started
+    {
         let msg = format!(
-            "`{}` was last modified at {t}, before its upload started at {}: the upload did not \
-             replace it",
-            up.key, up.started
+            "`{}` was last modified at {t}, before its upload started at {started}: the \
+             upload did not replace it",
+            up.key
         );
         return Err(Failure::new(Reason::MtimeNotMatch, msg));
     }

@@ -21,7 +21,7 @@ fn uploaded(key: &str, size: u64, etag: &str) -> Uploaded {
         key: key.into(),
         path: RelPath(key.as_bytes().to_vec()),
         size,
-        started: 1_700_000_000,
+        started: Some(1_700_000_000),
         etag: etag.into(),
         detail: format!("key={key}"),
     }
@@ -88,6 +88,11 @@ async fn finds_uploads_among_1500_other_keys_and_fails_missing_short_and_replace
     // unit test of `judge` covers that case.
     assert!(matches!(got[3].1, None | Some(Reason::ChecksumNotMatch)));
 
+    // 1,500 keys sort before `p/b` and after where its listing starts (`p/`): the pages
+    // move on from each other's last key.
+    let alone = audit(&dest, AuditMode::General, vec![uploaded("p/b", 5, "")]).await;
+    assert_eq!(alone[0].reason, None, "{:?}", alone[0]);
+
     let simple = audit(&dest, AuditMode::Simple, vec![uploaded("p/a0001", 1, "")]).await;
     assert!(
         simple[0]
@@ -107,23 +112,29 @@ fn judge_fails_an_object_with_another_etag_or_older_than_its_upload() {
         last_modified: Some(modified),
         etag: etag.map(str::to_string),
     };
-    let same = listed(Some("\"0cc175b9c0f1b6a831c399e269772661\""), up.started);
+    let started = up.started.unwrap();
+    let same = listed(Some("\"0cc175b9c0f1b6a831c399e269772661\""), started);
     assert!(
         judge(AuditMode::General, &up, Some(&same))
             .unwrap()
             .contains("etag of the upload")
     );
-    let other = listed(Some("\"92eb5ffee6ae2fec3ad71c777531578f\""), up.started);
+    let other = listed(Some("\"92eb5ffee6ae2fec3ad71c777531578f\""), started);
     let e = judge(AuditMode::General, &up, Some(&other)).unwrap_err();
     assert_eq!(e.reason, Reason::ChecksumNotMatch, "{e:?}");
     // Within the clock skew a signature allows, an earlier time is not a stale object.
-    let skewed = listed(None, up.started - 600);
+    let skewed = listed(None, started - 600);
     assert!(judge(AuditMode::General, &up, Some(&skewed)).is_ok());
-    let stale = listed(None, up.started - 3600);
+    let stale = listed(None, started - 3600);
     let e = judge(AuditMode::General, &up, Some(&stale)).unwrap_err();
     assert_eq!(e.reason, Reason::MtimeNotMatch, "{e:?}");
-    // Simple mode compares the size only.
+    // Simple mode compares the size only; a multipart object carries its upload's creation.
     assert!(judge(AuditMode::Simple, &up, Some(&stale)).is_ok());
+    let multipart = Uploaded {
+        started: None,
+        ..up.clone()
+    };
+    assert!(judge(AuditMode::General, &multipart, Some(&stale)).is_ok());
 }
 
 #[test]

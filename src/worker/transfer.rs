@@ -172,7 +172,7 @@ async fn transfer(
                 key,
                 path: file.path.clone(),
                 size: file.size,
-                started,
+                started: (!in_parts(ctx, file)).then_some(started),
                 etag,
                 detail,
             }));
