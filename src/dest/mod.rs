@@ -127,7 +127,7 @@ pub trait Destination: Send + Sync {
 
     /// Replaces an existing object's headers and metadata in place (server-side copy; no
     /// bytes are sent again).
-    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()>;
+    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<String>;
 
     /// Starts a multipart upload; returns the upload id.
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> DestResult<String>;

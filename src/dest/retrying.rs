@@ -57,7 +57,7 @@ impl<D: Destination> Destination for RetryingDestination<D> {
             .await
     }
 
-    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()> {
+    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<String> {
         self.run("CopyObject", || self.inner.replace_metadata(key, opts))
             .await
     }

@@ -308,7 +308,7 @@ impl Destination for S3Destination {
         Ok(Box::pin(chunks))
     }
 
-    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<()> {
+    async fn replace_metadata(&self, key: &str, opts: &PutOptions) -> DestResult<String> {
         let source = copy_source(&self.bucket, key);
         let mut req = self
             .client
@@ -324,7 +324,7 @@ impl Destination for S3Destination {
         }
         req.send()
             .await
-            .map(|_| ())
+            .map(|out| etag(out.copy_object_result().and_then(|r| r.e_tag())))
             .map_err(|e| self.err("CopyObject", key, e))
     }
 

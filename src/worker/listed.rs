@@ -36,14 +36,23 @@ pub struct Uploaded {
     pub detail: String,
 }
 
+/// Whether a bucket listing shows `key` as it is: XML 1.0 cannot carry control characters
+/// (a listing may turn `\r` into `\n`, or fail to parse), nor U+FFFE and U+FFFF. Such keys
+/// are audited with a HEAD.
+pub fn listable(key: &str) -> bool {
+    !key.chars()
+        .any(|c| c < ' ' || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+}
+
 /// Uploads one round of listing proves at most: one page.
 const BATCH: usize = 1000;
 /// How long the first upload of a batch waits for others to join it, so that a listing proves
 /// many files (a task's end does not wait); the files' results become durable that much
 /// later, and a kill in that second sends them again at the next start.
 const LINGER: Duration = Duration::from_secs(1);
-/// Room in the queue from the uploads to the auditor.
-pub const QUEUE: usize = 2 * BATCH;
+/// Room in the queue from the uploads to the auditor. With the batch being gathered, it bounds
+/// the files of a task that are uploaded but not yet recorded (a `kill -9` sends them again).
+pub const QUEUE: usize = 256;
 /// Clock difference tolerated between this machine and the store before an object counts as
 /// older than its upload (request signatures fail at 15 minutes of skew anyway).
 const SKEW_SECS: i64 = 15 * 60;
@@ -80,17 +89,39 @@ pub async fn audit(
 ) -> Vec<FileRecord> {
     batch.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let keys: Vec<&str> = batch.iter().map(|up| up.key.as_str()).collect();
-    let (found, failed) = list_keys(dest, &keys).await;
+    let (mut found, failed) = list_keys(dest, &keys).await;
+    if let Some(e) = &failed {
+        // A listing the store cannot give (a page that does not move on, an answer that
+        // does not parse) must not fail files that are there: the rest are looked at one by
+        // one, as before listings proved them.
+        tracing::warn!(
+            "audit by listing stopped ({}); looking at each object",
+            e.message
+        );
+    }
+    let mut heads = Vec::new();
+    for key in &keys[found.len()..] {
+        heads.push(dest.head(key).await.map(|meta| {
+            meta.map(|m| ListedObject {
+                key: key.to_string(),
+                size: m.size,
+                last_modified: m.last_modified,
+                etag: m.etag,
+            })
+        }));
+    }
+    let mut heads = heads.into_iter();
     batch
         .into_iter()
         .enumerate()
         .map(|(i, up)| {
-            let proof = match (found.get(i), &failed) {
-                (Some(listed), _) => judge(mode, &up, listed.as_ref()),
-                (None, e) => {
-                    let why = e.as_ref().map_or("the listing ended early", |e| &e.message);
-                    Err(Failure::new(Reason::UploadError, why))
-                }
+            let looked = match found.get_mut(i) {
+                Some(listed) => Ok(listed.take()),
+                None => heads.next().unwrap_or(Ok(None)),
+            };
+            let proof = match looked {
+                Ok(obj) => judge(mode, &up, obj.as_ref()),
+                Err(e) => Err(Failure::new(Reason::UploadError, e.message)),
             };
             match proof {
                 Ok(proof) => {
@@ -123,7 +154,7 @@ async fn list_keys(
     let mut cursor = String::new();
     while found.len() < keys.len() {
         let next = keys[found.len()];
-        let start = before(next).max(cursor.as_str()).to_string();
+        let start = just_before(next).max(cursor.clone());
         let page = match dest.list_page(prefix, &start).await {
             Ok(page) => page,
             Err(e) => return (found, Some(e)),
@@ -214,10 +245,20 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
     &a[..n]
 }
 
-/// A key that sorts just before `key`: `key` without its last character. The keys between
-/// the two all start with it, so a listing from there reaches `key` at once.
-fn before(key: &str) -> &str {
-    key.char_indices().last().map_or("", |(i, _)| &key[..i])
+/// A key that sorts just before `key`, with nothing between them but keys that start with
+/// it: `key` with its last character one lower and followed by the highest character
+/// (`d/1` → `d/0\u{10FFFF}`), so that a listing from there does not page through a large
+/// sibling (`d/0/…`) to reach `key`; `key` without its last character when that one cannot
+/// be lowered.
+fn just_before(key: &str) -> String {
+    let Some((at, last)) = key.char_indices().last() else {
+        return String::new();
+    };
+    let stem = &key[..at];
+    match u32::from(last).checked_sub(1).and_then(char::from_u32) {
+        Some(lower) => format!("{stem}{lower}{}", char::MAX),
+        None => stem.to_string(),
+    }
 }
 
 #[cfg(test)]

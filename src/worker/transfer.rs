@@ -10,7 +10,7 @@ use crate::reason::Reason;
 use crate::source::{Probe, SourceObject};
 use crate::task::record::{FileRecord, Outcome};
 
-use super::listed::Uploaded;
+use super::listed::{self, Uploaded};
 use super::parts::{Expected, hex};
 use super::verify::verify;
 use super::{Failure, JobContext, multipart};
@@ -167,7 +167,7 @@ async fn transfer(
     }
     let detail = format!("key={key} etag={etag}{note}");
     let proof = match ctx.job.is_audit_after_import {
-        true if audit_by_listing(ctx.job.audit_mode) => {
+        true if audit_by_listing(ctx.job.audit_mode) && listed::listable(&key) => {
             return Ok(Transferred::ToList(Uploaded {
                 key,
                 path: file.path.clone(),
@@ -318,14 +318,16 @@ async fn single_put(
     opts: &mut PutOptions,
 ) -> Result<(String, String, Option<Expected>), Failure> {
     let (body, slot) = super::open_body(ctx, file, 0, file.size).await?;
-    let etag = ctx.dest.put(key, body, opts).await.map_err(Failure::from)?;
+    let mut etag = ctx.dest.put(key, body, opts).await.map_err(Failure::from)?;
     let digests = slot.get();
     let mut note = String::new();
     if let Some(d) = digests.filter(|_| ctx.record_md5) {
         opts.metadata.insert(META_MD5.to_string(), hex(&d.md5));
         // The digest exists only once the body was sent; a server-side copy attaches it
         // without sending the bytes again.
-        ctx.dest
+        // The object is the copy's now; with some encryption its ETag is a new one.
+        etag = ctx
+            .dest
             .replace_metadata(key, opts)
             .await
             .map_err(Failure::from)?;

@@ -36,10 +36,21 @@ impl DirectPut {
     /// `None` when the endpoint is not a plain `http(s)://authority`, or the HTTP client
     /// cannot be built: the SDK then sends the PUTs too.
     pub fn new(s: &ClientSettings<'_>, bucket: &str) -> Option<DirectPut> {
-        let (scheme, authority) = s.endpoint.trim_end_matches('/').split_once("://")?;
-        if !matches!(scheme, "http" | "https") || authority.is_empty() || authority.contains('/') {
+        // The Host signed must be the one reqwest sends: the URL's, with the host name in
+        // lower case and without a default port.
+        let url = reqwest::Url::parse(s.endpoint.trim_end_matches('/')).ok()?;
+        let scheme = url.scheme();
+        if !matches!(scheme, "http" | "https")
+            || url.path() != "/"
+            || url.query().is_some()
+            || !url.username().is_empty()
+        {
             return None;
         }
+        let authority = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str()?),
+            None => url.host_str()?.to_string(),
+        };
         let (host, path_prefix) = match s.path_style {
             true => (authority.to_string(), format!("/{bucket}")),
             false => (format!("{bucket}.{authority}"), String::new()),
@@ -264,6 +275,27 @@ mod tests {
              SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
+    }
+
+    #[test]
+    fn signs_the_host_reqwest_sends() {
+        let settings = |endpoint: &'static str| ClientSettings {
+            endpoint,
+            region: "us-east-1",
+            path_style: endpoint.starts_with("http://127."),
+            access_key: "ak",
+            secret_key: "sk",
+        };
+        let put = DirectPut::new(&settings("https://OSS-cn-Hangzhou.aliyuncs.com:443"), "bkt");
+        let put = put.expect("a plain endpoint");
+        assert_eq!(put.host, "bkt.oss-cn-hangzhou.aliyuncs.com");
+        assert_eq!(put.origin, "https://bkt.oss-cn-hangzhou.aliyuncs.com");
+        let put = DirectPut::new(&settings("http://127.0.0.1:9000"), "bkt").unwrap();
+        assert_eq!(
+            (put.host.as_str(), put.path_prefix.as_str()),
+            ("127.0.0.1:9000", "/bkt")
+        );
+        assert!(DirectPut::new(&settings("http://h/some/path"), "bkt").is_none());
     }
 
     #[test]
