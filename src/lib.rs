@@ -34,6 +34,7 @@ pub mod error;
 pub mod escape;
 pub mod hooks;
 pub mod key;
+pub mod logfile;
 pub mod master;
 pub mod payload;
 pub mod reason;

@@ -411,3 +411,57 @@ fn kill_9_mid_job_shows_abort_and_start_finishes_with_each_file_once() {
     assert_eq!(seen.len(), 600);
     assert!(seen.values().all(|n| *n == 1), "a file recorded twice");
 }
+
+#[test]
+fn the_service_log_can_be_json_lines_at_debug_and_never_holds_a_secret() {
+    let sandbox = Sandbox::start();
+    let pkg = Package::new(&sandbox);
+    pkg.file("a/one.txt", b"one");
+    pkg.file("b/two.txt", b"two");
+    pkg.ok(&["submit"]);
+    let started = std::process::Command::new(BIN)
+        .arg("start")
+        .current_dir(pkg.dir.path())
+        .env("OSSIMPORT_LOG_FORMAT", "json")
+        .env("OSSIMPORT_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started));
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    pkg.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+
+    let log = std::fs::read_to_string(pkg.path("logs/ossimport2.log")).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let message = |e: &serde_json::Value| e["fields"]["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        events
+            .iter()
+            .any(|e| message(e) == "import service started")
+    );
+    let finished: Vec<_> = events
+        .iter()
+        .filter(|e| message(e) == "task finished")
+        .collect();
+    assert_eq!(finished.len(), 2, "{log}");
+    assert!(
+        finished
+            .iter()
+            .all(|e| e["level"] == "INFO" && e["fields"]["ok"] == 1)
+    );
+    assert!(
+        events.iter().any(|e| e["level"] == "DEBUG"),
+        "OSSIMPORT_LOG=debug is taken"
+    );
+    for entry in std::fs::read_dir(pkg.path("logs")).unwrap().flatten() {
+        let text = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).into_owned();
+        assert!(
+            !text.contains(SK) && !text.contains(AK),
+            "secret in {}",
+            entry.path().display()
+        );
+    }
+}

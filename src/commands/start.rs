@@ -86,8 +86,20 @@ fn detach(cmd: &mut Command) {
 #[cfg(not(any(unix, windows)))]
 fn detach(_cmd: &mut Command) {}
 
+/// The crates of the AWS SDK, whose events below info can show credentials.
+const SDK_LOG_TARGETS: [&str; 8] = [
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_types",
+    "aws_runtime",
+    "aws_sdk_s3",
+    "aws_sigv4",
+    "aws_credential_types",
+];
+
 /// The service in the foreground: holds the lock for its whole life, logs to
-/// logs/ossimport2.log, runs until `stop`.
+/// logs/ossimport2.log (rotated daily, 7 days kept), runs until `stop`.
 pub fn serve(console: &Console) -> Result<u8> {
     let (sys, warnings) = console.sys()?;
     let workdir = WorkDir::new(&sys.working_dir);
@@ -106,16 +118,27 @@ pub fn serve(console: &Console) -> Result<u8> {
     };
     let logs = workdir.logs_dir();
     std::fs::create_dir_all(&logs).ctx("cannot create folder", &logs)?;
-    let appender = tracing_appender::rolling::never(&logs, WorkDir::service_log_name());
-    let (writer, _guard) = tracing_appender::non_blocking(appender);
-    tracing_subscriber::fmt()
+    let log_file = crate::logfile::DailyLog::open(logs.clone(), WorkDir::service_log_name())
+        .ctx("cannot open the service log in", &logs)?;
+    let (writer, _guard) = tracing_appender::non_blocking(log_file);
+    // OSSIMPORT_LOG, else RUST_LOG, else info; OSSIMPORT_LOG_FORMAT=json for a log system.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OSSIMPORT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The SDK's debug and trace events print its config, access key id included: whatever
+    // level is asked for, its crates log at info at most.
+    let filter = SDK_LOG_TARGETS.iter().fold(filter, |f, target| {
+        f.add_directive(format!("{target}=info").parse().expect("a valid directive"))
+    });
+    let logger = tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OSSIMPORT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if std::env::var("OSSIMPORT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logger.json().init();
+    } else {
+        logger.init();
+    }
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -34,6 +34,7 @@ pub(super) async fn run_job(
     // The job's own token: cancelled by `stop` (through the service's) or by a job abort.
     let cancel = service.child_token();
     let name = job.job_name.clone();
+    tracing::info!(job = %name, src_type = ?job.src_type, "job started");
     let abort_file = workdir.abort_file(&name);
     let _ = std::fs::remove_file(&abort_file);
     let abort = |message: String| {
