@@ -12,51 +12,67 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub struct RateLimiter {
-    /// Bytes per second.
-    rate: f64,
-    /// Most bytes let through at once after an idle period.
-    burst: f64,
     state: Mutex<Bucket>,
 }
 
 struct Bucket {
+    /// Bytes per second; 0 = unlimited.
+    rate: f64,
+    /// Most bytes let through at once after an idle period.
+    burst: f64,
     /// Tokens available; negative is debt.
     tokens: f64,
     last: Instant,
 }
 
 impl RateLimiter {
-    /// A limiter for `kb_per_sec` KB/s (1 KB = 1024 bytes); `None` when 0 (unlimited).
-    pub fn from_kbps(kb_per_sec: u64) -> Option<RateLimiter> {
-        (kb_per_sec > 0).then(|| {
-            let rate = kb_per_sec as f64 * 1024.0;
-            // A tenth of a second of traffic: smooth at every scale the cap is measured at.
-            let burst = (rate / 10.0).max(64.0 * 1024.0);
-            RateLimiter {
+    /// A limiter for `kb_per_sec` KB/s (1 KB = 1024 bytes); 0 lets everything through. The
+    /// cap can change while transfers run ([`RateLimiter::set_kbps`]).
+    pub fn new(kb_per_sec: u64) -> RateLimiter {
+        let (rate, burst) = rate_and_burst(kb_per_sec);
+        RateLimiter {
+            state: Mutex::new(Bucket {
                 rate,
                 burst,
-                state: Mutex::new(Bucket {
-                    tokens: burst,
-                    last: Instant::now(),
-                }),
-            }
-        })
+                tokens: burst,
+                last: Instant::now(),
+            }),
+        }
+    }
+
+    /// A new cap from now on; debt already taken is paid at the new rate.
+    pub fn set_kbps(&self, kb_per_sec: u64) {
+        let (rate, burst) = rate_and_burst(kb_per_sec);
+        let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        b.rate = rate;
+        b.burst = burst;
+        b.tokens = b.tokens.min(burst);
     }
 
     /// Takes `bytes` from the bucket, waiting as long as the cap requires.
     pub async fn take(&self, bytes: usize) {
         let wait = {
             let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if b.rate == 0.0 {
+                return;
+            }
             let now = Instant::now();
-            let refill = now.duration_since(b.last).as_secs_f64() * self.rate;
-            b.tokens = (b.tokens + refill).min(self.burst) - bytes as f64;
+            let refill = now.duration_since(b.last).as_secs_f64() * b.rate;
+            b.tokens = (b.tokens + refill).min(b.burst) - bytes as f64;
             b.last = now;
-            (b.tokens < 0.0).then(|| Duration::from_secs_f64(-b.tokens / self.rate))
+            (b.tokens < 0.0).then(|| Duration::from_secs_f64(-b.tokens / b.rate))
         };
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// Bytes per second and the burst: a tenth of a second of traffic, smooth at every scale the
+/// cap is measured at.
+fn rate_and_burst(kb_per_sec: u64) -> (f64, f64) {
+    let rate = kb_per_sec as f64 * 1024.0;
+    (rate, (rate / 10.0).max(64.0 * 1024.0))
 }
 
 #[cfg(test)]
@@ -65,7 +81,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn caps_the_rate_across_concurrent_takers() {
-        let limiter = std::sync::Arc::new(RateLimiter::from_kbps(1024).unwrap()); // 1 MiB/s
+        let limiter = std::sync::Arc::new(RateLimiter::new(1024)); // 1 MiB/s
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -84,8 +100,22 @@ mod tests {
         assert!((19.8..20.2).contains(&secs), "{secs}");
     }
 
-    #[test]
-    fn zero_means_unlimited() {
-        assert!(RateLimiter::from_kbps(0).is_none());
+    #[tokio::test(start_paused = true)]
+    async fn zero_means_unlimited_and_a_new_cap_applies_at_once() {
+        let limiter = RateLimiter::new(0);
+        let start = Instant::now();
+        limiter.take(100 << 20).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.set_kbps(1024);
+        let start = Instant::now();
+        for _ in 0..20 {
+            limiter.take(64 * 1024).await; // 1.25 MiB at 1 MiB/s, less the 0.1 s burst
+        }
+        let secs = start.elapsed().as_secs_f64();
+        assert!((1.1..1.2).contains(&secs), "{secs}");
+        limiter.set_kbps(0);
+        let start = Instant::now();
+        limiter.take(100 << 20).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

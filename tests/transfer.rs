@@ -298,3 +298,69 @@ fn abort_when_uncatched_exception_stops_the_job_on_a_destination_that_keeps_fail
         "the job stopped instead of going on"
     );
 }
+
+/// `stat --json`'s bytes done.
+fn bytes_done(pkg: &Package) -> u64 {
+    let out = pkg.run(&["stat", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    doc["bytes"]["done"].as_u64().unwrap_or(0)
+}
+
+/// Bytes per second done between `from` and `to` seconds after `t0`, from `stat --json`
+/// polled every 200 ms.
+fn rate_between(pkg: &Package, t0: Instant, from: f64, to: f64) -> f64 {
+    while t0.elapsed().as_secs_f64() < from {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (start, at_start) = (t0.elapsed().as_secs_f64(), bytes_done(pkg));
+    while t0.elapsed().as_secs_f64() < to {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (end, at_end) = (t0.elapsed().as_secs_f64(), bytes_done(pkg));
+    (at_end - at_start) as f64 / (end - start)
+}
+
+#[test]
+fn a_lower_bandwidth_cap_in_sys_properties_applies_to_the_running_job() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    for i in 0..128 {
+        pkg.file(&format!("d/f{i:03}.bin"), &content(i, 64 * 1024));
+    }
+    pkg.set_sys("workerTaskThreadNum", "4");
+    pkg.set_sys("workerMaxThroughput(KB/s)", "1024");
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let t0 = Instant::now();
+    let before = rate_between(&pkg, t0, 0.5, 3.0);
+    pkg.set_sys("workerMaxThroughput(KB/s)", "256");
+    let changed = t0.elapsed().as_secs_f64();
+    // Looked at every 2 s; a batch of results is recorded up to 1 s after its uploads.
+    let after = rate_between(&pkg, t0, changed + 3.5, changed + 7.5);
+    pkg.set_sys("workerMaxThroughput(KB/s)", "0");
+    let stat = pkg.wait_for(&["Succeed", "Failed"], LONG);
+    pkg.ok(&["stop"]);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert_eq!(sandbox.objects(), pkg.source_files());
+    let kib = |r: f64| r / 1024.0;
+    eprintln!(
+        "before {:.0} KiB/s, after {:.0} KiB/s",
+        kib(before),
+        kib(after)
+    );
+    assert!(
+        kib(before) > 600.0 && kib(after) < 400.0 && after < before / 2.0,
+        "before the change {:.0} KiB/s, after {:.0} KiB/s",
+        kib(before),
+        kib(after)
+    );
+    let log = std::fs::read_to_string(pkg.path("logs/ossimport2.log")).unwrap();
+    assert!(
+        log.contains("workerMaxThroughput(KB/s) changed from 1024 to 256"),
+        "{log}"
+    );
+    assert!(
+        log.contains("workerMaxThroughput(KB/s) changed from 256 to 0"),
+        "{log}"
+    );
+}

@@ -28,6 +28,7 @@ const EVENT_CHANNEL: usize = 1024;
 pub(super) async fn run_job(
     job: Arc<JobConfig>,
     sys: &SysConfig,
+    sys_path: &std::path::Path,
     workdir: &WorkDir,
     service: &CancellationToken,
 ) -> Result<()> {
@@ -47,6 +48,12 @@ pub(super) async fn run_job(
     else {
         return Ok(());
     };
+    tokio::spawn(super::pace::watch(
+        sys_path.to_path_buf(),
+        ctx.clone(),
+        super::pace::Pace::of(sys),
+        cancel.clone(),
+    ));
     let resume = {
         let (workdir, name) = (workdir.clone(), name.clone());
         blocking(move || {
@@ -190,7 +197,8 @@ async fn open_job(
         file_permits: Arc::new(Semaphore::new(sys.worker_task_thread_num.max(1) as usize)),
         cancel: cancel.clone(),
         abort_on_unexpected: sys.worker_abort_when_uncatched_exception,
-        limiter: RateLimiter::from_kbps(sys.worker_max_throughput_kbps).map(Arc::new),
+        // Always there, so that a cap set while the job runs applies.
+        limiter: Some(Arc::new(RateLimiter::new(sys.worker_max_throughput_kbps))),
         record_md5: sys.worker_record_md5,
         need_digests: sys.worker_record_md5
             || (job.is_audit_after_import && job.audit_mode == crate::config::AuditMode::Detailed),

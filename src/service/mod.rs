@@ -17,6 +17,7 @@
 
 mod dispatch;
 mod job;
+mod pace;
 mod runner;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use crate::workdir::{WorkDir, rename_durable, sweep_temps, write_atomic};
 /// Only for faults that stop the whole service; a job's own faults are logged and recorded.
 pub async fn run(conf_dir: PathBuf, sys: SysConfig, workdir: WorkDir) -> Result<()> {
     let cancel = CancellationToken::new();
+    let sys_path = conf_dir.join("sys.properties");
     let _ = std::fs::remove_file(workdir.stop_request_file());
     tokio::spawn(watch_stop(workdir.clone(), cancel.clone()));
     // Before any task starts, so nothing is in flight yet.
@@ -54,7 +56,8 @@ pub async fn run(conf_dir: PathBuf, sys: SysConfig, workdir: WorkDir) -> Result<
         match found {
             Ok(Some(job)) if !aborted => {
                 let name = job.job_name.clone();
-                if let Err(e) = job::run_job(Arc::new(job), &sys, &workdir, &cancel).await {
+                let run = job::run_job(Arc::new(job), &sys, &sys_path, &workdir, &cancel);
+                if let Err(e) = run.await {
                     // Whatever stopped the job is shown by `stat` (JobState:Abort and the
                     // reason), so import.sh and users do not wait on a job that cannot move.
                     let abort_file = workdir.abort_file(&name);
