@@ -1,7 +1,7 @@
 @echo off
 rem console.bat - step-by-step control of ossimport (standalone mode).
 rem
-rem   console.bat {submit|clean|start|stop|stat|retry|version}
+rem   console.bat {submit|clean|start|stop|stat|retry|check|version}
 rem
 rem Runs from the folder that holds this script (the package root, with conf\),
 rem so it works from any current directory. Output and exit code are those of
@@ -14,7 +14,7 @@ set "ARG2=%~2"
 set "ARG3=%~3"
 set "WORD="
 if not defined ARG goto usage_error
-for %%W in (submit clean start stop stat retry version sandbox) do if /i "!ARG!"=="%%W" set "WORD=%%W"
+for %%W in (submit clean start stop stat retry check version sandbox) do if /i "!ARG!"=="%%W" set "WORD=%%W"
 if /i "!ARG!"=="help" goto usage_ok
 if /i "!ARG!"=="-h" goto usage_ok
 if /i "!ARG!"=="--help" goto usage_ok
@@ -92,7 +92,7 @@ call :usage 1>&2
 exit /b 2
 
 :usage
-echo Usage: console.bat {submit^|clean^|start^|stop^|stat^|retry^|version}
+echo Usage: console.bat {submit^|clean^|start^|stop^|stat^|retry^|check^|version}
 echo   submit   submit the job described in conf\local_job.cfg (job:local_test)
 echo   clean    delete the job's state so it can be submitted again (service must be stopped)
 echo   start    start the import service (master, worker, tracker) in the background;
@@ -100,5 +100,7 @@ echo            log in logs\ossimport2.log
 echo   stop     stop the import service
 echo   stat     print the job's status (JobState:Running^|Succeed^|Failed^|Abort^|Stopped)
 echo   retry    run the failed tasks again (only the failed files are redone)
+echo   check    check the destination, keys, bucket, clock, source and working folder
+echo            before a long run (one line each, OK/WARN/FAIL; exit 1 on a FAIL)
 echo   version  print the version
 exit /b 0

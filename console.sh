@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # console.sh - step-by-step control of ossimport (standalone mode).
 #
-#   bash console.sh {submit|clean|start|stop|stat|retry|version}
+#   bash console.sh {submit|clean|start|stop|stat|retry|check|version}
 #
 # Runs from the folder that holds this script (the package root, with conf/),
 # so it works from any current directory. Output and exit code are those of
@@ -15,7 +15,7 @@ cd "$(dirname -- "${BASH_SOURCE[0]:-$0}")" || {
 
 usage() {
     cat <<'EOF'
-Usage: console.sh {submit|clean|start|stop|stat|retry|version}
+Usage: console.sh {submit|clean|start|stop|stat|retry|check|version}
   submit   submit the job described in conf/local_job.cfg (job:local_test)
   clean    delete the job's state so it can be submitted again (service must be stopped)
   start    start the import service (master, worker, tracker) in the background;
@@ -23,6 +23,8 @@ Usage: console.sh {submit|clean|start|stop|stat|retry|version}
   stop     stop the import service
   stat     print the job's status (JobState:Running|Succeed|Failed|Abort|Stopped)
   retry    run the failed tasks again (only the failed files are redone)
+  check    check the destination, keys, bucket, clock, source and working folder
+           before a long run (one line each, OK/WARN/FAIL; exit 1 on a FAIL)
   version  print the version
 EOF
 }
@@ -106,7 +108,7 @@ case "$word" in
                 ;;
         esac
         ;;
-    submit | clean | start | stop | retry | version)
+    submit | clean | start | stop | retry | check | version)
         if [ "$#" -ne 0 ]; then
             echo "Error: console.sh takes exactly one word." >&2
             usage >&2

@@ -44,7 +44,13 @@ rem    http endpoint with nothing listening).
 call console.bat sandbox --ensure
 if errorlevel 1 goto sandbox_failed
 
-rem 2. Submit the job.
+rem 2. Check the destination, keys, bucket, clock, source and working folder before the
+rem    long run; a FAIL stops here with its message.
+echo [import] Checking before the run (console.bat check)...
+call console.bat check
+if errorlevel 1 goto check_failed
+
+rem 3. Submit the job.
 :submit
 echo [import] Submitting the job in conf\local_job.cfg (console.bat submit)...
 call console.bat submit > "%OUTF%" 2>&1
@@ -67,7 +73,7 @@ goto submit
 :resume
 echo [import] Resume the previous job from its checkpoint.
 
-rem 3. Start the service.
+rem 4. Start the service.
 :start_service
 echo [import] Starting the import service (console.bat start)...
 call console.bat start > "%OUTF%" 2>&1
@@ -78,7 +84,7 @@ findstr /c:"already running" "%OUTF%" >nul
 if errorlevel 1 goto start_failed
 echo [import] The import service is already running; following its progress.
 
-rem 4. Follow the job.
+rem 5. Follow the job.
 :watch
 echo [import] Printing the job status every !INTERVAL!s (also in logs\job_stat.log); closing this window stops watching, not the service.
 set "WAIT=1"
@@ -114,7 +120,7 @@ call console.bat retry
 if errorlevel 1 goto retry_failed
 goto watch_loop
 
-rem 5. Done.
+rem 6. Done.
 :completed
 echo Import to oss completed.
 call :ask_yes_no "Stop the import service, Yes or No:" yes
@@ -139,6 +145,10 @@ goto finish
 echo [import] Could not prepare the local sandbox destination; check destDomain in conf\local_job.cfg.
 set "RC=2"
 goto finish
+
+:check_failed
+echo [import] A check failed; fix what the FAIL line says and run import.bat again.
+exit /b 2
 
 :submit_failed
 echo [import] Submit failed; fix conf\local_job.cfg and run import.bat again.

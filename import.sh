@@ -78,7 +78,17 @@ if [ "$rc" -ne 0 ]; then
     exit 2
 fi
 
-# 2. Submit the job.
+# 2. Check the destination, keys, bucket, clock, source and working folder before the long
+#    run; a FAIL stops here with its message.
+log "Checking before the run (console.sh check)..."
+console check
+rc=$?
+if [ "$rc" -ne 0 ]; then
+    log "A check failed (exit $rc); fix what the FAIL line says and run import.sh again."
+    exit 2
+fi
+
+# 3. Submit the job.
 submit_job() {
     local out rc
     log "Submitting the job in conf/local_job.cfg (console.sh submit)..."
@@ -115,7 +125,7 @@ if [ "$rc" -eq 3 ]; then
     fi
 fi
 
-# 3. Start the service.
+# 4. Start the service.
 log "Starting the import service (console.sh start)..."
 # Through a file, not $(...): the service runs on in the background and must
 # not keep this script waiting should it hold on to the output.
@@ -134,7 +144,7 @@ if [ "$rc" -ne 0 ]; then
     fi
 fi
 
-# 4. Follow the job.
+# 5. Follow the job.
 mkdir -p logs
 log "Printing the job status every ${interval}s (also in logs/job_stat.log); Ctrl-C stops watching, not the service."
 wait_s=1
@@ -190,7 +200,7 @@ while true; do
     esac
 done
 
-# 5. Done.
+# 6. Done.
 echo "Import to oss completed."
 if ask_yes_no "Stop the import service, Yes or No:" yes; then
     log "Stopping the import service (console.sh stop)..."

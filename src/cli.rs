@@ -33,6 +33,9 @@ pub enum Command {
     Stat(StatArgs),
     /// Put the failed files of failed tasks back to run.
     Retry,
+    /// Check, before a long run, that the destination, the keys, the bucket, the clock, the
+    /// source and the working folder are ready: one line per check; exit 1 on a FAIL.
+    Check,
     /// Print the version.
     Version,
     /// Serve a folder as an S3-compatible endpoint on 127.0.0.1 (for trying and testing).

@@ -288,3 +288,68 @@ fn console_sh_runs_a_packaged_binary_as_is_and_a_built_one_without_cargo() {
         text(&out)
     );
 }
+
+#[test]
+fn check_says_ok_on_a_ready_setup_and_names_each_fault_without_a_secret() {
+    let sandbox = Sandbox::start();
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("destPrefix", "in/");
+    pkg.file("a.txt", b"a");
+    let out = pkg.run(&["check"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    for what in [
+        "destination reachable",
+        "destination keys and bucket",
+        "bucket writable",
+        "clock",
+        "source readable",
+        "working folder",
+    ] {
+        assert!(
+            said.lines()
+                .any(|l| l.contains(&format!(" {what}: ")) && !l.starts_with("FAIL")),
+            "{what}: {said}"
+        );
+    }
+    // The probe object is gone again.
+    assert!(
+        sandbox.objects().is_empty(),
+        "{:?}",
+        sandbox.objects().keys()
+    );
+
+    pkg.set("destSecretKey", "not-the-secret");
+    pkg.set(
+        "srcPrefix",
+        &format!("{}/", pkg.path("no-such-folder").display()),
+    );
+    let out = pkg.run(&["check"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("FAIL destination keys and bucket: "),
+        "{said}"
+    );
+    assert!(said.contains("FAIL source readable: "), "{said}");
+    assert!(
+        !said.contains("not-the-secret") && !said.contains(AK),
+        "{said}"
+    );
+
+    // Nothing listens there: a quick FAIL, and the destination's other checks are skipped.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    pkg.set("destDomain", &format!("http://127.0.0.1:{port}"));
+    let started = std::time::Instant::now();
+    let out = pkg.run(&["check"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("FAIL destination reachable: cannot connect"),
+        "{said}"
+    );
+    assert!(!said.contains("bucket writable"), "{said}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}

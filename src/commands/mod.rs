@@ -1,5 +1,6 @@
 //! One module per console command; this file loads what they share and dispatches.
 
+mod check;
 mod clean;
 mod retry;
 mod sandbox;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stop => stop::run(&console),
         Command::Stat(args) => stat::run(&console, &args),
         Command::Retry => retry::run(&console),
+        Command::Check => check::run(&console),
         Command::Version => {
             println!("ossimport-rs {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

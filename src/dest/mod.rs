@@ -122,6 +122,9 @@ pub trait Destination: Send + Sync {
     /// Up to 1,000 objects whose keys start with `prefix` and sort after `start_after`.
     async fn list_page(&self, prefix: &str, start_after: &str) -> DestResult<ListedPage>;
 
+    /// Removes an object (no error when there is none).
+    async fn delete(&self, key: &str) -> DestResult<()>;
+
     /// Uploads a whole object in one request; returns its ETag.
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String>;
 

@@ -52,6 +52,10 @@ impl<D: Destination> Destination for RetryingDestination<D> {
             .await
     }
 
+    async fn delete(&self, key: &str) -> DestResult<()> {
+        self.run("DELETE", || self.inner.delete(key)).await
+    }
+
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {
         self.run("PUT", || self.inner.put(key, body.clone(), opts))
             .await

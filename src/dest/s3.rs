@@ -207,6 +207,17 @@ impl Destination for S3Destination {
         })
     }
 
+    async fn delete(&self, key: &str) -> DestResult<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("DELETE", key, e))
+    }
+
     async fn put(&self, key: &str, body: Body, opts: &PutOptions) -> DestResult<String> {
         if let Some(direct) = self
             .direct
