@@ -57,6 +57,33 @@ impl ReadFault {
         io::Error::new(io_kind, ReadFault { kind, message })
     }
 
+    /// What a source's refused read stands for, by its HTTP status, as the error of the body:
+    /// gone (404), another version (412), shorter than listed (416), or refused for good
+    /// (another 4xx that is not `transient`); `None` for the rest.
+    pub fn of_status(status: u16, transient: bool, message: &str) -> Option<io::Error> {
+        let (kind, why) = match status {
+            404 => (
+                ReadFaultKind::Deleted,
+                " (FILE_NOT_FOUND: deleted after it was listed)",
+            ),
+            412 => (
+                ReadFaultKind::Changed,
+                " (SIZE_NOT_MATCH: rewritten after it was listed)",
+            ),
+            416 => (
+                ReadFaultKind::Changed,
+                " (SIZE_NOT_MATCH: shorter than when it was listed)",
+            ),
+            // Access denied, an archived object: the same on every try.
+            400..500 if !transient => (
+                ReadFaultKind::Refused,
+                " (READ_ERROR: the source refused the read)",
+            ),
+            _ => return None,
+        };
+        Some(ReadFault::io(kind, format!("{message}{why}")))
+    }
+
     /// The fault in `err` or anywhere in its chain of sources.
     pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ReadFault> {
         let mut next = Some(err);
@@ -246,6 +273,11 @@ impl Pass {
 }
 
 /// True for a plain MD5 in hex (a single-part S3 ETag), not `<hex>-N`.
+/// Bytes as lowercase hex (digests, signatures).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn is_md5_hex(text: &str) -> bool {
     text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -105,16 +105,6 @@ fn user_metadata(opts: &PutOptions) -> Option<std::collections::HashMap<String, 
     (!opts.metadata.is_empty()).then(|| opts.metadata.clone().into_iter().collect())
 }
 
-/// The server does not offer the operation at all (s3s-fs: 501 NotImplemented).
-fn not_implemented<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
-    match e {
-        SdkError::ServiceError(se) => {
-            se.raw().status().as_u16() == 501 || se.err().code() == Some("NotImplemented")
-        }
-        _ => false,
-    }
-}
-
 /// The upload is gone (completed or aborted already).
 fn no_such_upload<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload")
@@ -503,46 +493,8 @@ impl Destination for S3Destination {
     }
 }
 
-impl S3Destination {
-    /// Every page of ListMultipartUploads for `key_prefix`; `None` when the store answers
-    /// that it does not offer the operation.
-    async fn list_uploads(&self, key_prefix: &str) -> DestResult<Option<Vec<OpenUpload>>> {
-        let mut uploads = Vec::new();
-        let (mut key_marker, mut id_marker) = (None, None);
-        loop {
-            let page = match self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(key_prefix)
-                .set_key_marker(key_marker)
-                .set_upload_id_marker(id_marker)
-                .send()
-                .await
-            {
-                Ok(page) => page,
-                Err(e) if not_implemented(&e) => return Ok(None),
-                Err(e) => return Err(self.err("ListMultipartUploads", key_prefix, e)),
-            };
-            uploads.extend(page.uploads().iter().filter_map(|u| {
-                Some(OpenUpload {
-                    key: u.key()?.to_string(),
-                    upload_id: u.upload_id()?.to_string(),
-                })
-            }));
-            key_marker = page.next_key_marker().map(str::to_string);
-            id_marker = page.next_upload_id_marker().map(str::to_string);
-            // No markers on a truncated page would ask for the same page forever.
-            if !page.is_truncated().unwrap_or(false)
-                || (key_marker.is_none() && id_marker.is_none())
-            {
-                return Ok(Some(uploads));
-            }
-        }
-    }
-}
-
 mod direct;
+mod uploads;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -64,6 +64,13 @@ pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// HMAC-SHA256 of `data` keyed by `key` (SigV4, Azure Shared Key).
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// `Last-Modified` (RFC 1123) as unix seconds; 0 when unreadable.
 pub(crate) fn mtime(text: &str) -> i64 {
     httpdate::parse_http_date(text)

@@ -391,27 +391,9 @@ impl Reopen for ObjectRange {
                 .map_err(|f| {
                     // Answers that will be the same on every try stop the retries, and say
                     // what happened to the object.
-                    let (kind, why) = match f.status {
-                        Some(404) => (
-                            ReadFaultKind::Deleted,
-                            " (FILE_NOT_FOUND: deleted after it was listed)",
-                        ),
-                        Some(412) => (
-                            ReadFaultKind::Changed,
-                            " (SIZE_NOT_MATCH: rewritten after it was listed)",
-                        ),
-                        Some(416) => (
-                            ReadFaultKind::Changed,
-                            " (SIZE_NOT_MATCH: shorter than when it was listed)",
-                        ),
-                        // Access denied, an archived object: the same on every try.
-                        Some(400..500) if !f.transient => (
-                            ReadFaultKind::Refused,
-                            " (READ_ERROR: the source refused the read)",
-                        ),
-                        _ => return io::Error::other(f.message),
-                    };
-                    ReadFault::io(kind, format!("{}{why}", f.message))
+                    f.status
+                        .and_then(|s| ReadFault::of_status(s, f.transient, &f.message))
+                        .unwrap_or_else(|| io::Error::other(f.message))
                 })?;
             // Servers that ignore If-Match (s3s-fs does) still name the version they sent.
             let sent = out.e_tag().map(|e| e.trim_matches('"').to_string());

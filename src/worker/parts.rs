@@ -31,9 +31,7 @@ pub fn multipart_etag(part_md5s: impl Iterator<Item = [u8; 16]>) -> String {
     format!("{}-{n}", hex(&md5.finalize()))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::payload::hex;
 
 #[cfg(test)]
 mod tests {

@@ -4,16 +4,16 @@
 //! config layers cost more CPU than the upload of a 16 KiB file itself; this path does the
 //! same request with a fraction of it. Every other request still goes through the SDK.
 
-use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::utf8_percent_encode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, HeaderMap, HeaderValue};
 use reqwest::{Client, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::dest::{DestError, DestResult, PutOptions};
+use crate::payload::hex;
 use crate::payload::{Body, ReadFault};
 use crate::s3client::{ClientSettings, transient_code};
-use crate::source::rest::{UNRESERVED, error_chain};
+use crate::source::rest::{UNRESERVED, error_chain, hmac_sha256 as hmac};
 
 /// Where and as whom PUTs go; secrets stay inside.
 pub struct DirectPut {
@@ -29,8 +29,6 @@ pub struct DirectPut {
     access_key: String,
     secret_key: String,
 }
-
-type HmacSha256 = Hmac<Sha256>;
 
 impl DirectPut {
     /// `None` when the endpoint is not a plain `http(s)://authority`, or the HTTP client
@@ -225,16 +223,6 @@ fn encode_key(key: &str) -> String {
 fn amz_date(t: std::time::SystemTime) -> String {
     let iso = humantime::format_rfc3339_seconds(t).to_string();
     iso.chars().filter(|c| !matches!(c, '-' | ':')).collect()
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The text of the first `<name>` element of an S3 error answer.

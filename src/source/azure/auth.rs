@@ -5,8 +5,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 /// The REST API version every request names (`x-ms-version`).
 pub const API_VERSION: &str = "2021-12-02";
@@ -104,15 +102,17 @@ impl SharedKey {
         for (name, value) in params {
             text.push_str(&format!("\n{name}:{value}"));
         }
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(text.as_bytes());
-        let signature = STANDARD.encode(mac.finalize().into_bytes());
+        let signature =
+            STANDARD.encode(crate::source::rest::hmac_sha256(&self.key, text.as_bytes()));
         format!("SharedKey {}:{signature}", self.account)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::Sha256;
+
     use super::*;
 
     /// The string to sign of a List Blobs request, checked against an HMAC computed by hand

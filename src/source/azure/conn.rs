@@ -228,37 +228,21 @@ pub(super) fn md5_hex(b64: &str) -> Option<String> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .ok()?;
-    (raw.len() == 16).then(|| raw.iter().map(|b| format!("{b:02x}")).collect())
+    (raw.len() == 16).then(|| crate::payload::hex(&raw))
 }
 
 /// What a failed read says about the blob. Answers that will be the same on every try stop
 /// the retries; a 412 is looked at again, as Azurite (unlike Azure's 404) answers a deleted
 /// blob's If-Match read with it.
 async fn read_fault(conn: &Conn, name: &str, f: Failed) -> std::io::Error {
-    let (kind, why) = match f.status.map(|s| s.as_u16()) {
-        Some(412) if matches!(conn.head(&conn.rel(name)).await, Ok(None)) => (
-            ReadFaultKind::Deleted,
-            " (FILE_NOT_FOUND: deleted after it was listed)",
-        ),
-        Some(404) => (
-            ReadFaultKind::Deleted,
-            " (FILE_NOT_FOUND: deleted after it was listed)",
-        ),
-        Some(412) => (
-            ReadFaultKind::Changed,
-            " (SIZE_NOT_MATCH: rewritten after it was listed)",
-        ),
-        Some(416) => (
-            ReadFaultKind::Changed,
-            " (SIZE_NOT_MATCH: shorter than when it was listed)",
-        ),
-        Some(400..500) => (
-            ReadFaultKind::Refused,
-            " (READ_ERROR: the source refused the read)",
-        ),
-        _ => return std::io::Error::other(f.message),
-    };
-    ReadFault::io(kind, format!("{}{why}", f.message))
+    let status = f.status.map(|s| s.as_u16());
+    if status == Some(412) && matches!(conn.head(&conn.rel(name)).await, Ok(None)) {
+        let why = " (FILE_NOT_FOUND: deleted after it was listed)";
+        return ReadFault::io(ReadFaultKind::Deleted, format!("{}{why}", f.message));
+    }
+    status
+        .and_then(|s| ReadFault::of_status(s, false, &f.message))
+        .unwrap_or_else(|| std::io::Error::other(f.message))
 }
 
 /// A byte range of one version of a blob.
