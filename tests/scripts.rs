@@ -136,20 +136,7 @@ fn quick_start_migrates_the_bundled_sample_with_the_shipped_config() {
         "sandbox-secret-key",
     );
     stop();
-    let sample = dir.path().join("sample");
-    let mut expected = std::collections::BTreeMap::new();
-    for e in walkdir::WalkDir::new(&sample) {
-        let e = e.unwrap();
-        if e.file_type().is_file() {
-            let rel = e
-                .path()
-                .strip_prefix(&sample)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            expected.insert(rel, std::fs::read(e.path()).unwrap());
-        }
-    }
+    let expected = files_under(&dir.path().join("sample"));
     assert!(expected.len() >= 5, "{} sample files", expected.len());
     assert_eq!(objects, expected);
 }

@@ -276,21 +276,26 @@ impl Package {
 
     /// Every source file: object key (no destPrefix) → bytes.
     pub fn source_files(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        for e in walkdir::WalkDir::new(self.src()) {
-            let e = e.unwrap();
-            if e.file_type().is_file() {
-                let rel = e
-                    .path()
-                    .strip_prefix(self.src())
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(e.path()).unwrap());
-            }
-        }
-        out
+        files_under(&self.src())
     }
+}
+
+/// Every file under `dir`: its path relative to `dir`, with `/`, → its bytes.
+pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(dir) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.insert(rel, std::fs::read(e.path()).unwrap());
+        }
+    }
+    out
 }
 
 impl Drop for Package {
