@@ -17,6 +17,9 @@ usage() {
     cat <<'EOF'
 Usage: console.sh {submit|clean|start|stop|stat|retry|check|version}
   submit   submit the job described in conf/local_job.cfg (job:local_test)
+           submit --dry-run: list and split the source as the job would and print
+           tasks, files and bytes, what importSince leaves out, invalid keys and (with
+           isSkipExistFile) what is already there; writes nothing; --json for scripts
   clean    delete the job's state so it can be submitted again (service must be stopped)
   start    start the import service (master, worker, tracker) in the background;
            log in logs/ossimport2.log
@@ -108,7 +111,17 @@ case "$word" in
                 ;;
         esac
         ;;
-    submit | clean | start | stop | retry | check | version)
+    submit)
+        # The original's one word, plus ours: submit --dry-run [--json]
+        case "$*" in
+            '' | --dry-run | '--dry-run --json' | '--json --dry-run') ;;
+            *)
+                echo "Error: submit takes no option but --dry-run (and --json with it)." >&2
+                exit 2
+                ;;
+        esac
+        ;;
+    clean | start | stop | retry | check | version)
         if [ "$#" -ne 0 ]; then
             echo "Error: console.sh takes exactly one word." >&2
             usage >&2

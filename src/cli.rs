@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate conf/local_job.cfg and register the job.
-    Submit,
+    Submit(SubmitArgs),
     /// Delete the job's state (the service must be stopped).
     Clean,
     /// Start the import service in the background.
@@ -43,6 +43,18 @@ pub enum Command {
     /// Run the import service in the foreground (what `start` runs in the background).
     #[command(hide = true)]
     Serve,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// List and split the source as the job would, and say what it would do (tasks, files,
+    /// bytes; files importSince leaves out; invalid keys; with isSkipExistFile, files already
+    /// at the destination); write nothing. Exit 1 when some files would fail.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: JSON lines, one object per task and per file reported, then a total.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -2,6 +2,7 @@
 
 mod check;
 mod clean;
+mod dry_run;
 mod retry;
 mod sandbox;
 mod start;
@@ -59,7 +60,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         conf_dir: cli.conf_dir,
     };
     match cli.command {
-        Command::Submit => submit::run(&console),
+        Command::Submit(args) if args.dry_run => dry_run::run(&console, args.json),
+        Command::Submit(_) => submit::run(&console),
         Command::Clean => clean::run(&console),
         Command::Start => start::run(&console),
         Command::Stop => stop::run(&console),

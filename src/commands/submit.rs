@@ -3,11 +3,46 @@
 use std::path::Path;
 
 use super::{Console, absolute, append_log, print_warnings};
-use crate::config::SrcType;
+use crate::config::{JobConfig, SrcType, SysConfig};
 use crate::error::{Error, Result};
 use crate::workdir::write_atomic;
 
 pub fn run(console: &Console) -> Result<u8> {
+    let (sys, job) = prepare(console)?;
+    let cfg_path = absolute(&console.job_cfg_path());
+    println!("submit job:{}", cfg_path.display());
+    let workdir = crate::workdir::WorkDir::new(&sys.working_dir);
+    let name = &job.job_name;
+    if already_submitted(&workdir, name) {
+        return Err(Error::Refused(format!(
+            "job:{name} already exists; run `console.sh clean` first to start over, or `console.sh start` to resume it"
+        )));
+    }
+    let settings = toml::to_string(&job)
+        .map_err(|e| Error::Internal(format!("cannot encode the job: {e}")))?;
+    let queue = workdir.jobqueue_dir();
+    std::fs::create_dir_all(&queue).map_err(|e| Error::io("cannot create folder", &queue, e))?;
+    write_atomic(&workdir.queued_job_file(name), settings.as_bytes())?;
+    append_log(
+        &workdir,
+        "submit.log",
+        &format!("submit job:{name} from {}", cfg_path.display()),
+    );
+    println!("submit job:{name} success!");
+    Ok(0)
+}
+
+/// True when a job of this name is queued or has state.
+pub(super) fn already_submitted(workdir: &crate::workdir::WorkDir, name: &str) -> bool {
+    workdir.queued_job_file(name).exists() || workdir.job_dir(name).exists()
+}
+
+/// Reads and validates both conf files (printing their warnings) and freezes what the service
+/// needs to find the source again from any folder: the job as submit stores it.
+///
+/// # Errors
+/// A malformed conf file, a setting a source refuses, a missing srcPrefix folder or URL list.
+pub(super) fn prepare(console: &Console) -> Result<(SysConfig, JobConfig)> {
     let (sys, sys_warnings) = console.sys()?;
     let (mut job, warnings) = console.job()?;
     print_warnings(&sys_warnings);
@@ -53,25 +88,5 @@ pub fn run(console: &Console) -> Result<u8> {
             .map_err(|e| Error::io("cannot read httpListFilePath", list, e))?;
         job.http_list_file_path = absolute(list).to_string_lossy().into_owned();
     }
-    let cfg_path = absolute(&console.job_cfg_path());
-    println!("submit job:{}", cfg_path.display());
-    let workdir = crate::workdir::WorkDir::new(&sys.working_dir);
-    let name = &job.job_name;
-    if workdir.queued_job_file(name).exists() || workdir.job_dir(name).exists() {
-        return Err(Error::Refused(format!(
-            "job:{name} already exists; run `console.sh clean` first to start over, or `console.sh start` to resume it"
-        )));
-    }
-    let settings = toml::to_string(&job)
-        .map_err(|e| Error::Internal(format!("cannot encode the job: {e}")))?;
-    let queue = workdir.jobqueue_dir();
-    std::fs::create_dir_all(&queue).map_err(|e| Error::io("cannot create folder", &queue, e))?;
-    write_atomic(&workdir.queued_job_file(name), settings.as_bytes())?;
-    append_log(
-        &workdir,
-        "submit.log",
-        &format!("submit job:{name} from {}", cfg_path.display()),
-    );
-    println!("submit job:{name} success!");
-    Ok(0)
+    Ok((sys, job))
 }

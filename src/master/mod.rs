@@ -79,18 +79,32 @@ fn now_secs() -> i64 {
 /// Which files a round takes: the first by `importSince` (strictly newer), later rounds of
 /// incremental mode those modified since the previous round's scan started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Since {
+pub(crate) enum Since {
     After(i64),
     AtOrAfter(i64),
 }
 
 impl Since {
-    fn takes(self, mtime: i64) -> bool {
+    /// The first round's rule: `importSince`.
+    pub(crate) fn first_round(job: &JobConfig) -> Since {
+        Since::After(job.import_since)
+    }
+
+    pub(crate) fn takes(self, mtime: i64) -> bool {
         match self {
             Since::After(t) => t <= 0 || mtime > t,
             Since::AtOrAfter(t) => mtime >= t,
         }
     }
+}
+
+/// True when a task of `files` files and `bytes` bytes has no room for one more of `next`
+/// bytes (`taskObjectCountLimit`, `taskObjectSizeLimit`); a file is never alone in a task
+/// that is too small for it, whatever its size.
+pub(crate) fn task_full(job: &JobConfig, files: usize, bytes: u64, next: u64) -> bool {
+    files > 0
+        && (files as u64 >= job.task_object_count_limit
+            || bytes.saturating_add(next) > job.task_object_size_limit)
 }
 
 /// An entry the listing could not read, and how far into the unit's listing it came.
@@ -145,7 +159,7 @@ impl Master {
 
     fn since(&self, round: u32) -> Since {
         match round {
-            0 => Since::After(self.job.import_since),
+            0 => Since::first_round(&self.job),
             r => Since::AtOrAfter(
                 round_started(&self.workdir, &self.job.job_name, r - 1).unwrap_or(0),
             ),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::checkpoint::{Checkpoint, unit_hash};
-use super::{Master, Since, Split, Unlisted, now_secs, store};
+use super::{Master, Since, Split, Unlisted, now_secs, store, task_full};
 use crate::error::{Error, IoContext, Result};
 use crate::source::{Resume, ScanUnit, SourceObject};
 use crate::task::TaskSpec;
@@ -152,9 +152,7 @@ impl Master {
                 if !since.takes(obj.mtime) {
                     continue;
                 }
-                let full = batch.len() as u64 >= self.job.task_object_count_limit
-                    || batch_bytes.saturating_add(obj.size) > self.job.task_object_size_limit;
-                if !batch.is_empty() && full {
+                if task_full(&self.job, batch.len(), batch_bytes, obj.size) {
                     // The entries the checkpoint moves past are recorded first: a restart
                     // lists after it and would never see them again.
                     let (before, after) = std::mem::take(&mut unlisted)

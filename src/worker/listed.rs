@@ -89,7 +89,7 @@ pub async fn audit(
 ) -> Vec<FileRecord> {
     batch.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let keys: Vec<&str> = batch.iter().map(|up| up.key.as_str()).collect();
-    let (mut found, failed) = list_keys(dest, &keys).await;
+    let (mut found, failed) = list_keys(dest, &keys, &mut 0).await;
     if let Some(e) = &failed {
         // A listing the store cannot give (a page that does not move on, an answer that
         // does not parse) must not fail files that are there: the rest are looked at one by
@@ -138,10 +138,11 @@ pub async fn audit(
 
 /// What the listing shows for each of `keys` (sorted): the object, or `None` when it is not
 /// there. On a listing failure, the keys from the first one not yet resolved on are left out
-/// and the error is returned with the rest.
-async fn list_keys(
+/// and the error is returned with the rest. `pages` counts the listing requests.
+pub(crate) async fn list_keys(
     dest: &dyn Destination,
     keys: &[&str],
+    pages: &mut u64,
 ) -> (Vec<Option<ListedObject>>, Option<DestError>) {
     let mut found: Vec<Option<ListedObject>> = Vec::with_capacity(keys.len());
     let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
@@ -155,6 +156,7 @@ async fn list_keys(
     while found.len() < keys.len() {
         let next = keys[found.len()];
         let start = just_before(next).max(cursor.clone());
+        *pages += 1;
         let page = match dest.list_page(prefix, &start).await {
             Ok(page) => page,
             Err(e) => return (found, Some(e)),

@@ -7,7 +7,7 @@ use crate::dest::{CopySource, META_MD5, META_SRC_MTIME, ObjectMeta, PutOptions};
 use crate::key::{content_type, object_key};
 use crate::payload::ReadFaultKind;
 use crate::reason::Reason;
-use crate::source::{Probe, SourceObject};
+use crate::source::{Probe, Source, SourceObject};
 use crate::task::record::{FileRecord, Outcome};
 
 use super::listed::{self, Uploaded};
@@ -57,11 +57,15 @@ fn record(
 
 /// A console "folder" of an object store (a key ending in `/`, 0 bytes; the srcPrefix folder
 /// itself lists as the empty path) needs no object: it is skipped, in import and audit alike.
-fn folder_marker(ctx: &JobContext, file: &SourceObject) -> Option<FileRecord> {
+/// A key ending in `/` with no bytes: a folder made in an object store's console. Only object
+/// stores have them: a local folder that could not be listed is no marker.
+pub(crate) fn is_folder_marker(source: &dyn Source, file: &SourceObject) -> bool {
     let path = file.path.as_bytes();
-    // Only object stores have them: a local folder that could not be listed is no marker.
-    let store = ctx.source.location(file).is_some();
-    (store && file.size == 0 && (path.is_empty() || path.ends_with(b"/"))).then(|| {
+    source.location(file).is_some() && file.size == 0 && (path.is_empty() || path.ends_with(b"/"))
+}
+
+fn folder_marker(ctx: &JobContext, file: &SourceObject) -> Option<FileRecord> {
+    is_folder_marker(ctx.source.as_ref(), file).then(|| {
         let why = "a folder marker of the source's console (a key ending in /, 0 bytes); \
                    folders need no object in OSS";
         record(file, Outcome::Skipped, Some(Reason::Folder), why.into())
@@ -220,15 +224,18 @@ async fn audit_only(ctx: &JobContext, file: &SourceObject) -> Result<FileRecord,
 
 /// Skip-existing: same size, and not older than the file — by the source mtime we recorded
 /// at upload when present, else by the object's last-modified.
-fn is_same(meta: &ObjectMeta, file: &SourceObject) -> bool {
+pub(crate) fn is_same(meta: &ObjectMeta, file: &SourceObject) -> bool {
     let recorded = meta
         .metadata
         .get(META_SRC_MTIME)
         .and_then(|v| v.parse::<i64>().ok());
-    meta.size == file.size
-        && recorded
-            .or(meta.last_modified)
-            .is_some_and(|t| t >= file.mtime)
+    already_there(meta.size, recorded.or(meta.last_modified), file)
+}
+
+/// `isSkipExistFile`'s rule: the object has the file's size and is not older than the file
+/// (`time`: the file's mtime recorded at its upload, else the object's last-modified).
+pub(crate) fn already_there(size: u64, time: Option<i64>, file: &SourceObject) -> bool {
+    size == file.size && time.is_some_and(|t| t >= file.mtime)
 }
 
 /// Sends the file; returns the ETag, a note for audit.log and the checksums of what was sent.

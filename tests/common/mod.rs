@@ -35,6 +35,16 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn start() -> Sandbox {
+        Sandbox::start_with(&[])
+    }
+
+    /// A sandbox that keeps the number of requests it served, by kind, in `counts` (see
+    /// [`request_counts`]).
+    pub fn counting(counts: &Path) -> Sandbox {
+        Sandbox::start_with(&["--request-counts".as_ref(), counts.as_os_str()])
+    }
+
+    fn start_with(extra: &[&std::ffi::OsStr]) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let mut child = Command::new(BIN)
@@ -51,6 +61,7 @@ impl Sandbox {
             ])
             .arg("--root")
             .arg(&data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -278,6 +289,25 @@ impl Package {
     pub fn source_files(&self) -> BTreeMap<String, Vec<u8>> {
         files_under(&self.src())
     }
+}
+
+/// The request counts a [`Sandbox::counting`] wrote: kind (`LIST`, `HEAD`, ...) → requests,
+/// once they have stayed the same for half a second (the file is rewritten every 200 ms).
+pub fn request_counts(path: &Path) -> BTreeMap<String, u64> {
+    let read = || std::fs::read_to_string(path).unwrap_or_default();
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = read();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
 }
 
 /// Every file under `dir`: its path relative to `dir`, with `/`, → its bytes.
