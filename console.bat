@@ -12,6 +12,7 @@ cd /d "%~dp0"
 set "ARG=%~1"
 set "ARG2=%~2"
 set "ARG3=%~3"
+set "ARG4=%~4"
 set "WORD="
 if not defined ARG goto usage_error
 for %%W in (submit clean start stop stat retry check version sandbox) do if /i "!ARG!"=="%%W" set "WORD=%%W"
@@ -21,7 +22,31 @@ if /i "!ARG!"=="--help" goto usage_ok
 if not defined WORD goto unknown_word
 rem sandbox --ensure / --stop is an internal helper used by import.bat.
 if "!WORD!"=="sandbox" goto find_binary
+if "!WORD!"=="stat" goto stat_args
+if "!WORD!"=="submit" goto submit_args
 if defined ARG2 goto extra_args
+goto find_binary
+
+rem The original's one word, plus ours: stat --json or stat --watch
+:stat_args
+if defined ARG3 goto stat_bad
+if not defined ARG2 goto find_binary
+if "!ARG2!"=="--json" goto find_binary
+if "!ARG2!"=="--watch" goto find_binary
+:stat_bad
+>&2 echo Error: stat takes no option but --json or --watch.
+exit /b 2
+
+rem The original's one word, plus ours: submit --dry-run [--json]
+:submit_args
+if defined ARG4 goto submit_bad
+if not defined ARG2 goto find_binary
+if "!ARG2! !ARG3!"=="--dry-run " goto find_binary
+if "!ARG2! !ARG3!"=="--dry-run --json" goto find_binary
+if "!ARG2! !ARG3!"=="--json --dry-run" goto find_binary
+:submit_bad
+>&2 echo Error: submit takes no option but --dry-run (and --json with it).
+exit /b 2
 
 :find_binary
 rem A packaged bin\ossimport.exe is used as is. In a source checkout with cargo,
@@ -94,11 +119,15 @@ exit /b 2
 :usage
 echo Usage: console.bat {submit^|clean^|start^|stop^|stat^|retry^|check^|version}
 echo   submit   submit the job described in conf\local_job.cfg (job:local_test)
+echo            submit --dry-run: list and split the source as the job would and print
+echo            tasks, files and bytes, what importSince leaves out, invalid keys and (with
+echo            isSkipExistFile) what is already there; writes nothing; --json for scripts
 echo   clean    delete the job's state so it can be submitted again (service must be stopped)
 echo   start    start the import service (master, worker, tracker) in the background;
 echo            log in logs\ossimport2.log
 echo   stop     stop the import service
 echo   stat     print the job's status (JobState:Running^|Succeed^|Failed^|Abort^|Stopped)
+echo            stat --json: one JSON document; stat --watch: follow the job until it ends
 echo   retry    run the failed tasks again (only the failed files are redone)
 echo   check    check the destination, keys, bucket, clock, source and working folder
 echo            before a long run (one line each, OK/WARN/FAIL; exit 1 on a FAIL)

@@ -25,6 +25,7 @@ Usage: console.sh {submit|clean|start|stop|stat|retry|check|version}
            log in logs/ossimport2.log
   stop     stop the import service
   stat     print the job's status (JobState:Running|Succeed|Failed|Abort|Stopped)
+           stat --json: one JSON document; stat --watch: follow the job until it ends
   retry    run the failed tasks again (only the failed files are redone)
   check    check the destination, keys, bucket, clock, source and working folder
            before a long run (one line each, OK/WARN/FAIL; exit 1 on a FAIL)

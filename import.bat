@@ -42,13 +42,15 @@ set "OSSIMPORT_NO_BUILD=1"
 rem 1. Local sandbox destination (does nothing unless destDomain is a loopback
 rem    http endpoint with nothing listening).
 call console.bat sandbox --ensure
-if errorlevel 1 goto sandbox_failed
+set "RC=!ERRORLEVEL!"
+if not "!RC!"=="0" goto sandbox_failed
 
 rem 2. Check the destination, keys, bucket, clock, source and working folder before the
 rem    long run; a FAIL stops here with its message.
 echo [import] Checking before the run (console.bat check)...
 call console.bat check
-if errorlevel 1 goto check_failed
+set "RC=!ERRORLEVEL!"
+if not "!RC!"=="0" goto check_failed
 
 rem 3. Submit the job.
 :submit
@@ -117,7 +119,8 @@ call :ask_yes_no "Retry the failed tasks, Yes or No:" no
 if "!ASK!"=="no" goto failed_left
 echo [import] Retrying the failed tasks (console.bat retry)...
 call console.bat retry
-if errorlevel 1 goto retry_failed
+set "RC=!ERRORLEVEL!"
+if not "!RC!"=="0" goto retry_failed
 goto watch_loop
 
 rem 6. Done.
@@ -142,31 +145,32 @@ set "RC=2"
 goto finish
 
 :sandbox_failed
-echo [import] Could not prepare the local sandbox destination; check destDomain in conf\local_job.cfg.
+echo [import] Could not prepare the local sandbox destination (exit !RC!); check destDomain in conf\local_job.cfg.
 set "RC=2"
 goto finish
 
 :check_failed
-echo [import] A check failed; fix what the FAIL line says and run import.bat again.
-exit /b 2
+echo [import] A check failed (exit !RC!); fix what the FAIL line says and run import.bat again.
+set "RC=2"
+goto finish
 
 :submit_failed
-echo [import] Submit failed; fix conf\local_job.cfg and run import.bat again.
+echo [import] Submit failed (exit !RC!); fix conf\local_job.cfg and run import.bat again.
 set "RC=2"
 goto finish
 
 :clean_failed
-echo [import] Clean failed; run console.bat stop and console.bat clean by hand.
+echo [import] Clean failed; run 'console.bat stop' and 'console.bat clean' by hand.
 set "RC=2"
 goto finish
 
 :start_failed
-echo [import] Start failed; see logs\ossimport2.log.
+echo [import] Start failed (exit !RC!); see logs\ossimport2.log.
 set "RC=2"
 goto finish
 
 :retry_failed
-echo [import] Retry failed.
+echo [import] Retry failed (exit !RC!).
 set "RC=2"
 goto finish
 

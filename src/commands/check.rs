@@ -204,17 +204,16 @@ fn free_space(dir: &Path) -> Verdict {
 
 /// Bytes available to this user in the file system of `dir` (or of its nearest existing
 /// parent, before the first run creates it).
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 fn available(dir: &Path) -> Option<u64> {
     let existing = dir
         .ancestors()
         .find(|d| d.exists())
         .unwrap_or(Path::new("."));
-    let st = rustix::fs::statvfs(existing).ok()?;
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
+    fs4::available_space(existing).ok()
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 fn available(_dir: &Path) -> Option<u64> {
     None
 }

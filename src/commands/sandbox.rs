@@ -112,11 +112,8 @@ fn ensure(console: &Console) -> Result<u8> {
     .stdin(Stdio::null())
     .stdout(log.try_clone().ctx("cannot open log", &log_path)?)
     .stderr(log);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
+    // Outlives the terminal that ran import.sh / import.bat, as the service does.
+    super::start::detach(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Internal(format!("cannot start the sandbox: {e}")))?;

@@ -70,13 +70,13 @@ fn already_running(workdir: &WorkDir) -> Error {
 
 /// Keeps the service alive when the terminal that started it closes or gets Ctrl-C.
 #[cfg(unix)]
-fn detach(cmd: &mut Command) {
+pub(super) fn detach(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
 }
 
 #[cfg(windows)]
-fn detach(cmd: &mut Command) {
+pub(super) fn detach(cmd: &mut Command) {
     use std::os::windows::process::CommandExt;
     const DETACHED_PROCESS: u32 = 0x0000_0008;
     const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
@@ -84,7 +84,7 @@ fn detach(cmd: &mut Command) {
 }
 
 #[cfg(not(any(unix, windows)))]
-fn detach(_cmd: &mut Command) {}
+pub(super) fn detach(_cmd: &mut Command) {}
 
 /// The crates of the AWS SDK, whose events below info can show credentials.
 const SDK_LOG_TARGETS: [&str; 8] = [
