@@ -36,6 +36,7 @@ pub mod hooks;
 pub mod key;
 pub mod logfile;
 pub mod master;
+pub mod outage;
 pub mod payload;
 pub mod reason;
 pub mod relpath;
@@ -51,6 +52,7 @@ pub mod task;
 pub mod throttle;
 pub mod totals;
 pub mod tracker;
+pub mod words;
 pub mod workdir;
 pub mod worker;
 

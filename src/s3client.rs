@@ -14,6 +14,9 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+use crate::outage::NoAnswer;
+use crate::words::{no_answer, refusal};
+
 /// Where and as whom to connect; secrets stay inside the client.
 pub struct ClientSettings<'a> {
     /// `scheme://host[:port]`, without the bucket.
@@ -63,50 +66,65 @@ pub struct Failure {
     /// The HTTP status, when the server answered.
     pub status: Option<u16>,
     pub code: Option<String>,
+    /// Set when there was no answer worth keeping (none at all, or a 5xx): how, and why in
+    /// a few words, for riding out an outage.
+    pub no_answer: Option<(NoAnswer, String)>,
 }
 
-/// Words a request failure, scrubbing `secrets` (a server may echo the key id back).
-pub fn describe<E>(
-    what: &str,
-    key: &str,
-    e: &SdkError<E, HttpResponse>,
-    secrets: &[String],
-) -> Failure
+/// Where a request went and as whom, for wording its failures: `host:port`, the settings
+/// that hold the keys (`destAccessKey/destSecretKey`), and the secrets to scrub (a server
+/// may echo the key id back).
+pub struct Wording<'a> {
+    pub authority: &'a str,
+    pub keys: &'a str,
+    pub secrets: &'a [String],
+}
+
+/// Words a request failure in one sentence, `{what} {key}: {cause}`; the SDK's whole error
+/// chain goes to the log at DEBUG only.
+pub fn describe<E>(what: &str, key: &str, e: &SdkError<E, HttpResponse>, w: &Wording<'_>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let transient = is_transient(e);
-    let (mut message, status, code) = match e {
-        // What the server said, readably; the SDK's debug dump is for other failures.
+    let (phrase, status, code, no_answer) = match e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let code = se.err().code().map(str::to_string);
-            let said = se
-                .err()
-                .message()
-                .filter(|m| !m.is_empty())
-                .map(|m| format!(" {m}"))
-                .unwrap_or_default();
-            let message = format!(
-                "{what} `{key}` failed: HTTP {status} {}{said}",
-                code.as_deref().unwrap_or("(no error code)"),
-            );
-            (message, Some(status), code)
+            let phrase = refusal(status, code.as_deref(), se.err().message(), w.keys);
+            let no_answer = transient.then(|| (NoAnswer::Failing, phrase.clone()));
+            (phrase, Some(status), code, no_answer)
         }
-        _ => (
-            format!("{what} `{key}` failed: {}", DisplayErrorContext(e)),
-            None,
-            None,
-        ),
+        SdkError::TimeoutError(_) => {
+            let phrase = format!("no answer from {} in time (timed out)", w.authority);
+            (
+                phrase.clone(),
+                None,
+                None,
+                Some((NoAnswer::Failing, phrase)),
+            )
+        }
+        _ => {
+            let (how, phrase) = no_answer(e, w.authority);
+            (phrase.clone(), None, None, Some((how, phrase)))
+        }
     };
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        message = message.replace(secret.as_str(), "***");
-    }
+    let scrub = |mut text: String| {
+        for secret in w.secrets.iter().filter(|s| !s.is_empty()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+        text
+    };
+    tracing::debug!(
+        "{}",
+        scrub(format!("{what} {key}: {}", DisplayErrorContext(e)))
+    );
     Failure {
-        message,
+        message: scrub(format!("{what} {key}: {phrase}")),
         transient,
         status,
         code,
+        no_answer: no_answer.map(|(how, why)| (how, scrub(why))),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct JobStat {
     pub progress: Vec<(String, Progress)>,
     /// Why the job aborted, when it did.
     pub abort_reason: Option<String>,
+    /// What the running job waits for, during an outage of the destination.
+    pub waiting: Option<String>,
 }
 
 /// What the job's state word is decided from, each read once by [`JobStat::collect`].
@@ -141,6 +143,9 @@ impl JobStat {
             }
         }
         let abort_reason = fs::read_to_string(workdir.abort_file(job)).ok();
+        let waiting = fs::read_to_string(workdir.waiting_file(job))
+            .ok()
+            .filter(|_| alive && abort_reason.is_none());
         if abort_reason.is_some() {
             // An aborted job runs nothing, whatever its worker folders still hold.
             progress.clear();
@@ -170,6 +175,7 @@ impl JobStat {
             scan_finished,
             progress,
             abort_reason,
+            waiting,
         })
     }
 
@@ -178,7 +184,7 @@ impl JobStat {
         let mut out = format!(
             "---------------- job stat ------------------\n\
              JobName:{}\nJobState:{}\nPendingTasks:{}\nDispatchedTasks:{}\nRunningTasks:{}\n\
-             SucceedTasks:{}\nFailedTasks:{}\nScanFinished:{}\nRunningTasks Progress:\n",
+             SucceedTasks:{}\nFailedTasks:{}\nScanFinished:{}\n",
             self.name,
             self.state.word(),
             self.pending,
@@ -188,6 +194,10 @@ impl JobStat {
             self.failed,
             self.scan_finished
         );
+        if let Some(waiting) = &self.waiting {
+            out.push_str(&format!("Waiting:{}\n", waiting.trim()));
+        }
+        out.push_str("RunningTasks Progress:\n");
         for (id, p) in &self.progress {
             out.push_str(&format!(
                 "{id}:{}/{} {}/{}\n",
@@ -391,6 +401,7 @@ mod tests {
                 },
             )],
             abort_reason: None,
+            waiting: None,
         };
         let expected = "---------------- job stat ------------------\nJobName:local_test\nJobState:Running\n\
 PendingTasks:0\nDispatchedTasks:1\nRunningTasks:1\nSucceedTasks:0\nFailedTasks:0\nScanFinished:true\n\

@@ -100,6 +100,11 @@ impl WorkDir {
         self.job_dir(job).join("ABORT")
     }
 
+    /// Present while the running job waits out an outage: what `stat` shows of it.
+    pub fn waiting_file(&self, job: &str) -> PathBuf {
+        self.job_dir(job).join("WAITING")
+    }
+
     pub fn checkpoints_dir(&self, job: &str, round: u32) -> PathBuf {
         self.job_dir(job)
             .join("checkpoints")

@@ -199,6 +199,7 @@ fn fault_sequence_is_deterministic_and_retries_get_through() {
         reset_per_mille: 250,
         unavailable_per_mille: 250,
         seed: 42,
+        ..Faults::default()
     };
     let run = || {
         let proxy = Proxy::start(&sandbox.endpoint, faults);

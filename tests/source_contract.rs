@@ -244,6 +244,7 @@ async fn faults(b: &Bench) -> Check {
         reset_per_mille: per_mille,
         unavailable_per_mille: per_mille,
         seed,
+        ..Faults::default()
     };
     // The dice go by arrival order, so which requests fail is the same on every run.
     let proxy = Proxy::start(&upstream, faults(100, 3));

@@ -192,6 +192,7 @@ fn resets_and_503s_from_the_network_are_retried_until_every_object_is_right() {
             reset_per_mille: 50,
             unavailable_per_mille: 50,
             seed: 7,
+            ..Faults::default()
         },
     );
     let mut pkg = Package::new(&sandbox);
@@ -265,7 +266,7 @@ fn the_bandwidth_cap_holds_20_mib_at_2048_kb_per_s_by_the_audit_log_times() {
 }
 
 #[test]
-fn abort_when_uncatched_exception_stops_the_job_on_a_destination_that_keeps_failing() {
+fn abort_when_uncatched_exception_stops_the_job_on_a_destination_that_refuses_the_files() {
     let sandbox = Sandbox::start();
     let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
     let mut pkg = Package::new(&sandbox);
@@ -283,14 +284,17 @@ fn abort_when_uncatched_exception_stops_the_job_on_a_destination_that_keeps_fail
         &pkg.path("master/jobs/local_test/checkpoints/0/SCAN_FINISHED"),
         LONG
     ));
+    // Refused, not unreachable: a store that answers 5xx to everything is an outage to wait
+    // out (tests/outage.rs), one that refuses a file fails it.
     proxy.set_faults(Faults {
-        unavailable_per_mille: 1000,
+        forbid: Some("/f"),
         ..Faults::default()
     });
     let stat = pkg.wait_for(&["Abort", "Failed", "Succeed"], LONG);
     assert!(stat.contains("JobState:Abort\n"), "{stat}");
     assert!(
-        stat.contains("workerAbortWhenUncatchedException") && stat.contains("HTTP 503"),
+        stat.contains("workerAbortWhenUncatchedException")
+            && stat.contains("access denied (403 AccessDenied: injected)"),
         "{stat}"
     );
     assert!(

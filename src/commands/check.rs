@@ -59,7 +59,7 @@ async fn checks(job: &JobConfig, sys: &SysConfig) -> Vec<(&'static str, Verdict)
     let can_go_on = matches!(reachable, Verdict::Ok(_));
     out.push(("destination reachable", reachable));
     if can_go_on {
-        let dest = crate::dest::open(job, TRIES);
+        let dest = crate::dest::open(job, TRIES, None);
         let keys = match dest.check_access().await {
             Ok(()) => Verdict::Ok(format!(
                 "bucket {} answers a signed request",

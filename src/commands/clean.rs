@@ -72,7 +72,7 @@ fn abort_known_uploads(conf: JobConfig, workdir: &WorkDir) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start tokio: {e}")))?;
-    let dest = crate::dest::open(&job, CLEAN_TRIES);
+    let dest = crate::dest::open(&job, CLEAN_TRIES, None);
     let left = runtime.block_on(abort_all(dest.as_ref(), &keyed));
     let aborted = keyed.len() - left.len();
     if aborted > 0 {

@@ -32,7 +32,11 @@ pub fn run(console: &Console, args: &StatArgs) -> Result<u8> {
     } else {
         print!("{}", stat.render());
     }
-    Ok(if stat.state == JobState::Failed { 1 } else { 0 })
+    // Abort is worse than Failed: a script that checks the code must not take it for done.
+    Ok(u8::from(matches!(
+        stat.state,
+        JobState::Failed | JobState::Abort
+    )))
 }
 
 /// Follows the job while it is Running; returns its status once it is not.

@@ -28,6 +28,8 @@ pub struct SysConfig {
     pub worker_abort_when_uncatched_exception: bool,
     /// Store the file's MD5 as user metadata `x-oss-meta-md5`.
     pub worker_record_md5: bool,
+    /// How long the service waits out an outage of the destination before it aborts the job.
+    pub worker_max_outage_seconds: u64,
     /// Read for compatibility only: the JVM heap size of the original.
     pub java_heap_max_size: String,
 }
@@ -61,6 +63,13 @@ const KEYS: &[K] = &[
     })
     .or_old(&["slaveAbortWhenUncatchedException"]),
     K::flag("workerRecordMd5", "false", |c, v| c.worker_record_md5 = v),
+    // Ours: the original spends each file's retries on an outage and fails the files.
+    K::number(
+        "workerMaxOutageSeconds",
+        "3600",
+        (1, 30 * 86_400),
+        |c, v| c.worker_max_outage_seconds = to_u64(v),
+    ),
     // Only the original's JVM launcher reads it; kept so the shipped file reads cleanly.
     K::text("javaHeapMaxSize", "1024m", |c, v| c.java_heap_max_size = v),
 ];
@@ -82,6 +91,7 @@ impl Default for SysConfig {
             dispatcher_thread_num: 0,
             worker_abort_when_uncatched_exception: false,
             worker_record_md5: false,
+            worker_max_outage_seconds: 0,
             java_heap_max_size: String::new(),
         };
         keys::apply_defaults(KEYS, &mut config);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::JobConfig;
+use crate::outage::NoAnswer;
 use crate::payload::{Body, ReadFaultKind};
 
 /// User metadata key holding the source file's mtime (unix seconds), so skip-existing and
@@ -94,6 +95,9 @@ pub struct DestError {
     pub transient: bool,
     /// The request failed because reading its body from the source failed for good, this way.
     pub read_fault: Option<ReadFaultKind>,
+    /// Set when the store gave no answer worth keeping (none at all, or a 5xx): how, and why
+    /// in a few words, so that an outage is waited out instead of failing files.
+    pub no_answer: Option<(NoAnswer, String)>,
 }
 
 impl DestError {
@@ -102,6 +106,7 @@ impl DestError {
             message: message.into(),
             transient: false,
             read_fault: None,
+            no_answer: None,
         }
     }
 }
@@ -189,13 +194,19 @@ pub trait Destination: Send + Sync {
 }
 
 /// The job's destination (destDomain, destBucket, its keys), each request tried up to
-/// `tries` times on transient failures.
-pub fn open(job: &JobConfig, tries: usize) -> Arc<dyn Destination> {
+/// `tries` times on transient failures. With `outage`, requests wait out an outage of the
+/// store instead of spending their tries on it (the service); without, they report it (the
+/// one-shot commands).
+pub fn open(
+    job: &JobConfig,
+    tries: usize,
+    outage: Option<Arc<crate::outage::Outage>>,
+) -> Arc<dyn Destination> {
     let s3 = s3::S3Destination::new(&s3::S3Settings {
         endpoint: &job.dest_domain,
         bucket: &job.dest_bucket,
         access_key: job.dest_access_key.expose(),
         secret_key: job.dest_secret_key.expose(),
     });
-    Arc::new(retrying::RetryingDestination::new(s3, tries))
+    Arc::new(retrying::RetryingDestination::new(s3, tries, outage))
 }

@@ -1,39 +1,86 @@
 //! Retries for any destination: transient failures (timeouts, resets, 5xx, throttling) are
 //! tried again with exponential backoff and full jitter (backon), a bounded number of times;
-//! then the failure is the file's.
+//! then the failure is the file's. When the store stops answering altogether, the requests
+//! wait for it instead ([`Outage`]) and their tries are kept for faults of their own.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::{
     CopySource, DestError, DestResult, Destination, ListedPage, ObjectMeta, OpenUpload, PartInfo,
     PutOptions,
 };
+use crate::outage::Outage;
 use crate::payload::Body;
 
 pub struct RetryingDestination<D> {
     inner: D,
     policy: ExponentialBuilder,
+    outage: Option<Arc<Outage>>,
 }
 
 impl<D: Destination> RetryingDestination<D> {
-    /// `tries` attempts in all per request, waiting 200 ms, 400 ms, ... up to 10 s between.
-    pub fn new(inner: D, tries: usize) -> Self {
+    /// `tries` attempts in all per request, waiting 200 ms, 400 ms, ... up to 10 s between;
+    /// with `outage`, failures without an answer across the board are waited out instead.
+    pub fn new(inner: D, tries: usize, outage: Option<Arc<Outage>>) -> Self {
         RetryingDestination {
             inner,
             policy: crate::backoff::policy(tries),
+            outage,
         }
     }
 
-    async fn run<T, F, Fut>(&self, what: &str, op: F) -> DestResult<T>
+    async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> DestResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = DestResult<T>>,
     {
-        op.retry(self.policy)
-            .when(|e: &DestError| e.transient)
-            .notify(|e, wait| tracing::debug!("{what}: {e}; retrying in {wait:?}"))
-            .await
+        let mut waits = self.policy.build();
+        loop {
+            // Nothing new starts while the store is out.
+            if let Some(outage) = &self.outage {
+                outage.wait(|| self.probe()).await;
+            }
+            let e = match op().await {
+                Ok(done) => {
+                    self.answered();
+                    return Ok(done);
+                }
+                Err(e) => e,
+            };
+            match (&e.no_answer, &self.outage) {
+                (Some((how, why)), Some(outage)) if outage.no_answer(*how, why) => continue,
+                (None, _) if e.read_fault.is_none() => self.answered(),
+                _ => {}
+            }
+            if !e.transient {
+                return Err(e);
+            }
+            let Some(wait) = waits.next() else {
+                return Err(e);
+            };
+            tracing::debug!("{what}: {}; retrying in {wait:?}", e.message);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn answered(&self) {
+        if let Some(outage) = &self.outage {
+            outage.answered();
+        }
+    }
+
+    /// One look at the store, without retries: `Err` with the cause when it did not answer.
+    async fn probe(&self) -> Result<(), String> {
+        match self.inner.check_access().await {
+            Err(DestError {
+                no_answer: Some((_, why)),
+                ..
+            }) => Err(why),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::{
     ObjectMeta, OpenUpload, PartInfo, PutOptions,
 };
 use crate::payload::{Body, ReadFault};
-use crate::s3client::{CaptureHeader, ClientSettings, build_client, describe};
+use crate::s3client::{CaptureHeader, ClientSettings, Wording, build_client, describe};
 use crate::source::endpoint::{host_of, is_ip_or_localhost, oss_region};
 
 /// Characters kept as is in an `x-amz-copy-source` value: unreserved ones and `/`.
@@ -34,6 +34,8 @@ pub struct S3Destination {
     bucket: String,
     /// Scrubbed from every error message: a server may echo the key id back.
     secrets: [String; 2],
+    /// `host:port`, for the words of a failure.
+    authority: String,
     /// Whether the store lists multipart uploads ([`LISTING_UNKNOWN`], [`LISTING_OFFERED`],
     /// [`LISTING_MISSING`]): a store without it is asked once per run, not once per file.
     upload_listing: AtomicU8,
@@ -75,6 +77,7 @@ impl S3Destination {
             direct,
             bucket: s.bucket.to_string(),
             secrets: [s.access_key.to_string(), s.secret_key.to_string()],
+            authority: crate::words::authority(endpoint),
             upload_listing: AtomicU8::new(LISTING_UNKNOWN),
             first_listing: tokio::sync::Mutex::new(()),
         }
@@ -85,13 +88,19 @@ impl S3Destination {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let f = describe(what, key, &e, &self.secrets);
+        let wording = Wording {
+            authority: &self.authority,
+            keys: "destAccessKey/destSecretKey",
+            secrets: &self.secrets,
+        };
+        let f = describe(what, key, &e, &wording);
         // A source that changed or vanished while it was read fails the same way every try.
         let read_fault = ReadFault::find(&e).map(|fault| fault.kind);
         DestError {
             message: f.message,
             transient: f.transient && read_fault.is_none(),
             read_fault,
+            no_answer: f.no_answer.filter(|_| read_fault.is_none()),
         }
     }
 }
@@ -124,15 +133,11 @@ impl Destination for S3Destination {
             .await
             .map(|_| ())
             .map_err(|e| {
-                let e = self.err("HEAD bucket", &self.bucket, e);
-                DestError {
-                    message: format!(
-                        "{}; check destDomain, destBucket and the destination keys",
-                        e.message
-                    ),
-                    transient: e.transient,
-                    read_fault: e.read_fault,
+                let mut e = self.err("HEAD bucket", &self.bucket, e);
+                if e.no_answer.is_some() {
+                    e.message.push_str("; check destDomain and the network");
                 }
+                e
             })
     }
 
@@ -296,9 +301,10 @@ impl Destination for S3Destination {
                     Some(Ok(bytes)) => Some((Ok(bytes), Some(body))),
                     Some(Err(e)) => Some((
                         Err(DestError {
-                            message: format!("GET `{key}`: reading the body failed: {e}"),
+                            message: format!("GET {key}: reading the body failed: {e}"),
                             transient: true,
                             read_fault: None,
+                            no_answer: None,
                         }),
                         None,
                     )),

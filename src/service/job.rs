@@ -13,6 +13,7 @@ use super::runner;
 use crate::config::{JobConfig, SysConfig};
 use crate::error::{Error, Result};
 use crate::master::Master;
+use crate::outage::Outage;
 use crate::throttle::RateLimiter;
 use crate::tracker::Tracker;
 use crate::workdir::{WorkDir, blocking, write_atomic};
@@ -175,7 +176,15 @@ async fn open_job(
     workdir: &WorkDir,
     cancel: &CancellationToken,
 ) -> std::result::Result<Option<Arc<JobContext>>, String> {
-    let dest = crate::dest::open(job, crate::backoff::REQUEST_TRIES);
+    let waiting = workdir.waiting_file(&job.job_name);
+    let _ = std::fs::remove_file(&waiting);
+    let outage = Arc::new(Outage::new(
+        "destination",
+        Duration::from_secs(sys.worker_max_outage_seconds),
+        waiting,
+        cancel.clone(),
+    ));
+    let dest = crate::dest::open(job, crate::backoff::REQUEST_TRIES, Some(outage.clone()));
     tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(None),
@@ -204,7 +213,11 @@ async fn open_job(
             || (job.is_audit_after_import && job.audit_mode == crate::config::AuditMode::Detailed),
         server_copy: crate::source::same_store(job),
         abort_reason: std::sync::Mutex::new(None),
+        outage: outage.clone(),
     });
+    // From here on an unreachable store is an outage to wait out; before, at start, it is a
+    // setting to fix, and the job aborts with it.
+    outage.arm();
     if ctx.server_copy {
         tracing::info!(
             "the source is the destination's own store (same endpoint and keys): objects are \

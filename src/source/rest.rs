@@ -44,6 +44,20 @@ pub(crate) fn transient(status: StatusCode) -> bool {
         || status == StatusCode::REQUEST_TIMEOUT
 }
 
+/// Why a request got no (whole) answer, in words: `cannot connect to host:port (connection
+/// refused)`. The causes go to the log at DEBUG, without the URL (a private URL carries a
+/// token).
+pub(crate) fn no_answer(e: &reqwest::Error) -> String {
+    let authority = e
+        .url()
+        .map(|u| crate::words::authority(u.as_str()))
+        .unwrap_or_default();
+    if let Some(cause) = std::error::Error::source(e) {
+        tracing::debug!("request to {authority} failed: {}", error_chain(cause));
+    }
+    crate::words::no_answer(e, &authority).1
+}
+
 /// An error and its causes in one line (reqwest's Display stops at the outermost).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
-use crate::s3client::{CaptureHeader, ClientSettings, Failure, build_client, describe};
+use crate::s3client::{CaptureHeader, ClientSettings, Failure, Wording, build_client, describe};
 use crate::source::endpoint::{S3Endpoint, key_prefix, prefixed_key, unprefixed};
 
 /// The pieces every request needs, shared by the source and the bodies it opens.
@@ -35,6 +35,8 @@ struct Conn {
     prefix: String,
     /// Scrubbed from every message.
     secrets: Vec<String>,
+    /// `host:port`, for the words of a failure.
+    authority: String,
     policy: ExponentialBuilder,
 }
 
@@ -57,6 +59,7 @@ impl S3Source {
                 bucket: at.bucket.clone(),
                 prefix: key_prefix(src_prefix),
                 secrets: vec![access_key.to_string(), secret_key.to_string()],
+                authority: crate::words::authority(&at.url),
                 policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
             }),
         }
@@ -68,7 +71,12 @@ impl Conn {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        describe(what, key, e, &self.secrets)
+        let wording = Wording {
+            authority: &self.authority,
+            keys: "srcAccessKey/srcSecretKey",
+            secrets: &self.secrets,
+        };
+        describe(what, key, e, &wording)
     }
 
     fn key(&self, rel: &RelPath) -> String {
@@ -146,6 +154,7 @@ impl Conn {
                                 transient: false,
                                 status: None,
                                 code: None,
+                                no_answer: None,
                             });
                         }
                     }
@@ -241,12 +250,15 @@ impl Source for S3Source {
             token: None,
         };
         c.page(&req).await.map(|_| ()).map_err(|f| {
+            // The words already say which keys to check on a 403.
             let hint = match (f.status, f.code.as_deref()) {
-                (Some(403), _) => "check srcAccessKey/srcSecretKey and their read permission",
-                (Some(404), _) | (_, Some("NoSuchBucket")) => "check srcBucket (and appId for cos)",
-                _ => "check srcDomain and that the source endpoint is reachable",
+                (Some(404), _) | (_, Some("NoSuchBucket")) => {
+                    "; check srcBucket (and appId for cos)"
+                }
+                (None, _) => "; check srcDomain and that the source endpoint is reachable",
+                _ => "",
             };
-            Error::Source(format!("bucket `{}`: {}; {hint}", c.bucket, f.message))
+            Error::Source(format!("bucket {}: {}{hint}", c.bucket, f.message))
         })
     }
 

@@ -102,6 +102,8 @@ pub struct JobContext {
     pub server_copy: bool,
     /// Set with the reason when an unexpected error stops the job.
     pub abort_reason: std::sync::Mutex<Option<String>>,
+    /// The destination's outages, waited out by its requests.
+    pub outage: Arc<crate::outage::Outage>,
 }
 
 impl JobContext {
@@ -113,11 +115,14 @@ impl JobContext {
         self.cancel.cancel();
     }
 
+    /// Why the job stopped, if it was aborted: an unexpected error, or an outage that
+    /// lasted longer than `workerMaxOutageSeconds`.
     pub fn take_abort_reason(&self) -> Option<String> {
         self.abort_reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+            .or_else(|| self.outage.gave_up())
     }
 }
 
@@ -171,12 +176,15 @@ pub async fn run_task(
     let done = tracker.open(id.clone(), spec.clone()).await?;
     tracing::info!(task = %id, files = spec.files.len(), already_done = done.len(), "task started");
     let (to_list, uploads) = mpsc::channel(listed::QUEUE);
-    let auditor = tokio::spawn(listed::run(
+    // Ends with the task: a task cut short (a stop past its drain time, an outage past its
+    // limit) leaves its unaudited uploads to the next start instead of an auditor that waits
+    // on the store with the tracker's handle.
+    let auditor = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(listed::run(
         ctx.clone(),
         tracker.clone(),
         id.clone(),
         uploads,
-    ));
+    )));
     let mut running = JoinSet::new();
     for (index, file) in spec.files.iter().enumerate() {
         if done.contains(&file.path) {

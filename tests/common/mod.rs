@@ -47,11 +47,22 @@ impl Sandbox {
     fn start_with(extra: &[&std::ffi::OsStr]) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        let (child, endpoint) = Sandbox::spawn(&data, "0", extra);
+        Sandbox {
+            child,
+            endpoint,
+            data,
+            _dir: dir,
+        }
+    }
+
+    /// Serves `data` on `port` (0: a free one); returns the server and its endpoint.
+    fn spawn(data: &Path, port: &str, extra: &[&std::ffi::OsStr]) -> (Child, String) {
         let mut child = Command::new(BIN)
             .args([
                 "sandbox",
                 "--port",
-                "0",
+                port,
                 "--bucket",
                 BUCKET,
                 "--access-key",
@@ -60,7 +71,7 @@ impl Sandbox {
                 SK,
             ])
             .arg("--root")
-            .arg(&data)
+            .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -75,12 +86,21 @@ impl Sandbox {
             .strip_prefix("sandbox listening on ")
             .unwrap_or_else(|| panic!("unexpected sandbox output: {line:?}"))
             .to_string();
-        Sandbox {
-            child,
-            endpoint,
-            data,
-            _dir: dir,
-        }
+        (child, endpoint)
+    }
+
+    /// Takes the server down, as an outage: connections to its port are refused.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Brings the server back on the same port with the same data.
+    pub fn restart(&mut self) {
+        let port = self.endpoint.rsplit(':').next().unwrap().to_string();
+        let (child, endpoint) = Sandbox::spawn(&self.data, &port, &[]);
+        assert_eq!(endpoint, self.endpoint);
+        self.child = child;
     }
 
     pub fn client(&self) -> aws_sdk_s3::Client {

@@ -28,6 +28,8 @@ pub struct Faults {
     pub reset_per_mille: u32,
     pub unavailable_per_mille: u32,
     pub seed: u64,
+    /// Requests whose path contains this get 403 AccessDenied, without being forwarded.
+    pub forbid: Option<&'static str>,
 }
 
 /// One request as the proxy saw it.
@@ -112,12 +114,16 @@ enum Fate {
     Forward,
     Reset,
     Unavailable,
+    Forbidden,
 }
 
 impl Shared {
-    fn roll(&self) -> Fate {
+    fn roll(&self, path: &str) -> Fate {
         let mut guard = self.faults.lock().unwrap();
         let (faults, state) = &mut *guard;
+        if faults.forbid.is_some_and(|f| path.contains(f)) {
+            return Fate::Forbidden;
+        }
         if faults.reset_per_mille == 0 && faults.unavailable_per_mille == 0 {
             return Fate::Forward;
         }
@@ -322,6 +328,31 @@ impl std::fmt::Display for InjectedReset {
 
 impl std::error::Error for InjectedReset {}
 
+/// Answers with an S3 error instead of forwarding; the body is read (and discarded) so the
+/// connection stays usable for keep-alive.
+async fn refuse(
+    req: Request<Incoming>,
+    entry: &Entry,
+    status: StatusCode,
+    code: &str,
+) -> Result<Response<OutBody>, InjectedReset> {
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    entry
+                        .body_len
+                        .fetch_add(data.len() as u64, Ordering::SeqCst);
+                }
+            }
+            Err(_) => return Err(InjectedReset),
+        }
+    }
+    entry.status.store(status.as_u16(), Ordering::SeqCst);
+    Ok(xml_error(status, code, "injected"))
+}
+
 async fn handle(
     req: Request<Incoming>,
     client: Upstream,
@@ -349,7 +380,7 @@ async fn handle(
         // Record and roll under the same lock so arrival order and the dice sequence agree.
         let mut seen = shared.seen.lock().unwrap();
         seen.push(entry.clone());
-        shared.roll()
+        shared.roll(&entry.path)
     };
     match fate {
         Fate::Reset => {
@@ -357,28 +388,8 @@ async fn handle(
             // is never read, so nothing reaches the upstream.
             Err(InjectedReset)
         }
-        Fate::Unavailable => {
-            // Read (and discard) the body so the connection stays usable for keep-alive.
-            let mut body = req.into_body();
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(frame) => {
-                        if let Some(data) = frame.data_ref() {
-                            entry
-                                .body_len
-                                .fetch_add(data.len() as u64, Ordering::SeqCst);
-                        }
-                    }
-                    Err(_) => return Err(InjectedReset),
-                }
-            }
-            entry.status.store(503, Ordering::SeqCst);
-            Ok(xml_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SlowDown",
-                "injected",
-            ))
-        }
+        Fate::Unavailable => refuse(req, &entry, StatusCode::SERVICE_UNAVAILABLE, "SlowDown").await,
+        Fate::Forbidden => refuse(req, &entry, StatusCode::FORBIDDEN, "AccessDenied").await,
         Fate::Forward => {
             let (mut parts, body) = req.into_parts();
             let path_and_query = parts

@@ -58,7 +58,7 @@ async fn rehearse(job: &JobConfig, report: &mut Report) -> Result<()> {
     source.check().await?;
     let dest = match job.is_skip_exist_file {
         true => {
-            let dest = crate::dest::open(job, crate::backoff::REQUEST_TRIES);
+            let dest = crate::dest::open(job, crate::backoff::REQUEST_TRIES, None);
             dest.check_access()
                 .await
                 .map_err(|e| Error::Destination(e.message))?;

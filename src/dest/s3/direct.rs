@@ -10,10 +10,12 @@ use reqwest::{Client, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::dest::{DestError, DestResult, PutOptions};
+use crate::outage::NoAnswer;
 use crate::payload::hex;
 use crate::payload::{Body, ReadFault};
 use crate::s3client::{ClientSettings, transient_code};
 use crate::source::rest::{UNRESERVED, error_chain, hmac_sha256 as hmac};
+use crate::words::{no_answer, refusal};
 
 /// Where and as whom PUTs go; secrets stay inside.
 pub struct DirectPut {
@@ -26,6 +28,8 @@ pub struct DirectPut {
     /// `/bucket` in path style, empty in virtual-hosted style.
     path_prefix: String,
     region: String,
+    /// `host:port`, for the words of a failure.
+    authority: String,
     access_key: String,
     secret_key: String,
 }
@@ -62,6 +66,7 @@ impl DirectPut {
             host,
             path_prefix,
             region: s.region.to_string(),
+            authority: crate::words::authority(s.endpoint),
             access_key: s.access_key.to_string(),
             secret_key: s.secret_key.to_string(),
         })
@@ -173,29 +178,38 @@ impl DirectPut {
     /// source failed for good.
     fn failed(&self, key: &str, e: &reqwest::Error) -> DestError {
         let read_fault = ReadFault::find(e).map(|f| f.kind);
+        tracing::debug!("{}", self.scrub(format!("PUT {key}: {}", error_chain(e))));
+        let (message, no_answer) = match read_fault {
+            Some(_) => (format!("PUT {key}: {}", error_chain(e)), None),
+            None => {
+                let (how, why) = no_answer(e, &self.authority);
+                (format!("PUT {key}: {why}"), Some((how, self.scrub(why))))
+            }
+        };
         DestError {
-            message: self.scrub(format!("PUT `{key}` failed: {}", error_chain(e))),
+            message: self.scrub(message),
             transient: read_fault.is_none(),
             read_fault,
+            no_answer,
         }
     }
 
     /// A request the server refused, worded as the SDK path words it.
     fn refused(&self, key: &str, status: StatusCode, text: &str) -> DestError {
         let code = xml_field(text, "Code");
-        let said = xml_field(text, "Message")
-            .filter(|m| !m.is_empty())
-            .map(|m| format!(" {m}"))
-            .unwrap_or_default();
-        let message = format!(
-            "PUT `{key}` failed: HTTP {} {}{said}",
+        let keys = "destAccessKey/destSecretKey";
+        let why = self.scrub(refusal(
             status.as_u16(),
-            code.unwrap_or("(no error code)")
-        );
+            code,
+            xml_field(text, "Message"),
+            keys,
+        ));
+        let transient = transient_code(status.as_u16(), code.unwrap_or_default());
         DestError {
-            message: self.scrub(message),
-            transient: transient_code(status.as_u16(), code.unwrap_or_default()),
+            message: format!("PUT {key}: {why}"),
+            transient,
             read_fault: None,
+            no_answer: transient.then_some((NoAnswer::Failing, why)),
         }
     }
 
@@ -245,6 +259,7 @@ mod tests {
             host: "examplebucket.s3.amazonaws.com".into(),
             path_prefix: String::new(),
             region: "us-east-1".into(),
+            authority: "examplebucket.s3.amazonaws.com:443".into(),
             access_key: "AKIAIOSFODNN7EXAMPLE".into(),
             secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
         };

@@ -21,7 +21,7 @@ use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
 use crate::source::endpoint::{prefixed_key, unprefixed};
 use crate::source::{RelPath, SourceObject};
 // `/` in a blob name is left as it is: Azure treats it as a path separator of the name.
-use crate::source::rest::{self, PATH, UNRESERVED, error_chain};
+use crate::source::rest::{self, PATH, UNRESERVED};
 
 pub(super) struct Conn {
     client: Client,
@@ -128,7 +128,7 @@ impl Conn {
                 .send()
                 .await
                 .map_err(|e| Failed {
-                    message: format!("{what}: {}", error_chain(&e)),
+                    message: format!("{what}: {}", rest::no_answer(&e)),
                     transient: true,
                     status: None,
                     code: None,
@@ -178,7 +178,7 @@ impl Conn {
         }
         let resp = self.send(Method::GET, None, &query, &[]).await?;
         let body = resp.text().await.map_err(|e| Failed {
-            message: format!("LIST `{prefix}`: {}", error_chain(&e)),
+            message: format!("LIST `{prefix}`: {}", rest::no_answer(&e)),
             transient: true,
             status: None,
             code: None,

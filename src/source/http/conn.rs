@@ -10,7 +10,7 @@ use reqwest::{Client, Method, StatusCode};
 
 use crate::error::Result;
 use crate::payload::{ByteStream, ReadFault, ReadFaultKind, Reopen};
-use crate::source::rest::{self, error_chain};
+use crate::source::rest;
 use crate::source::{RelPath, SourceObject};
 
 pub(super) struct Conn {
@@ -65,7 +65,7 @@ impl Conn {
                 req = req.header(IF_MATCH, v);
             }
             let resp = req.send().await.map_err(|e| Failed {
-                message: format!("{method} {url}: {}", error_chain(&e)),
+                message: format!("{method} {url}: {}", rest::no_answer(&e)),
                 transient: true,
                 status: None,
             })?;

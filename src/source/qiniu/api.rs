@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::sign;
 use crate::error::Result;
-use crate::source::rest::{self, error_chain};
+use crate::source::rest;
 
 /// Shows where, never the keys.
 impl std::fmt::Debug for QiniuSettings {
@@ -205,7 +205,7 @@ async fn answer(
 ) -> std::result::Result<Response, Failed> {
     // Without the URL: a private URL carries the download token.
     let resp = sent.map_err(|e| Failed {
-        message: format!("{what}: {}", error_chain(&e.without_url())),
+        message: format!("{what}: {}", rest::no_answer(&e)),
         transient: true,
         status: None,
     })?;
@@ -239,6 +239,6 @@ async fn json<T: serde::de::DeserializeOwned>(
     let body = resp
         .bytes()
         .await
-        .map_err(|e| unreadable(error_chain(&e.without_url())))?;
+        .map_err(|e| unreadable(rest::no_answer(&e)))?;
     serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()))
 }

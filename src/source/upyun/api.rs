@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::source::endpoint::hide_userinfo;
 // Path characters outside `PATH` are percent-encoded (the URI UPYUN signs is the encoded
 // one, so client and server agree on it byte for byte).
-use crate::source::rest::{self, PATH, error_chain};
+use crate::source::rest::{self, PATH};
 
 /// The iterator UPYUN answers after the last page of a folder ("获取目录文件列表").
 pub(super) const END_ITER: &str = "g2gCZAAEbmV4dGQAA2VvZg";
@@ -152,7 +152,7 @@ impl Api {
                 req = req.header(*name, value);
             }
             let resp = req.send().await.map_err(|e| Failed {
-                message: format!("{method} {}: {}", hide_userinfo(url), error_chain(&e)),
+                message: format!("{method} {}: {}", hide_userinfo(url), rest::no_answer(&e)),
                 transient: true,
                 status: None,
                 code: None,
@@ -230,7 +230,7 @@ impl Api {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| bad(format!("GET {uri}: {}", error_chain(&e))))?;
+            .map_err(|e| bad(format!("GET {uri}: {}", rest::no_answer(&e))))?;
         // The JSON form was asked for; the older text form is taken too.
         let body: ListBody = match serde_json::from_slice(&bytes) {
             Ok(body) => body,

@@ -1,0 +1,210 @@
+//! Riding out an outage: the real server stopped mid-job and started again on the same port
+//! and data; a refusal of one key failing that file alone, at once; an outage longer than
+//! workerMaxOutageSeconds aborting the job with its reason in words, and a start finishing
+//! it. The messages people read are checked as text.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::{Faults, Proxy};
+use common::*;
+
+const LONG: Duration = Duration::from_secs(300);
+
+/// Every error.list line of the job's tasks.
+fn error_lines(pkg: &Package) -> Vec<String> {
+    ["succeed_tasks", "failed_tasks"]
+        .iter()
+        .flat_map(|state| pkg.task_dirs(state))
+        .filter_map(|dir| std::fs::read_to_string(dir.join("error.list")).ok())
+        .flat_map(|text| text.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// A job of 1,500 small files and one 40 MiB file (multipart, 8 MiB parts), capped at
+/// 4 MiB/s so that it is mid-way when the server goes.
+fn outage_job(sandbox: &Sandbox) -> Package {
+    let mut pkg = Package::new(sandbox);
+    pkg.set("multipartUploadThreshold", "16m")
+        .set("multipartUploadPartSize", "8m")
+        .set_sys("workerMaxThroughput(KB/s)", "4096");
+    for i in 0..1500 {
+        pkg.file(&format!("o{}/{i}.bin", i % 3), &content(i, 1024));
+    }
+    pkg.file("big/forty.bin", &content(99, 40 << 20));
+    pkg
+}
+
+#[test]
+fn a_45_s_outage_mid_job_is_waited_out_and_the_job_succeeds_without_retry() {
+    let mut sandbox = Sandbox::start();
+    let pkg = outage_job(&sandbox);
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(pkg.stat().contains("JobState:Running"), "{}", pkg.stat());
+    sandbox.stop();
+    let down = Instant::now();
+    let port = sandbox.endpoint.rsplit(':').next().unwrap().to_string();
+
+    // stat says what the job waits for, in words: why the store is out now (the first
+    // failures may have been connections cut by its fall).
+    let expected =
+        format!("(cannot connect to 127.0.0.1:{port} (connection refused)); retrying every");
+    let mut waiting = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            waiting = pkg.stat();
+            waiting.contains(&expected)
+        }),
+        "{waiting}"
+    );
+    assert!(waiting.contains("JobState:Running\n"), "{waiting}");
+    let line = waiting.lines().find(|l| l.starts_with("Waiting:")).unwrap();
+    assert!(
+        line.starts_with("Waiting:destination unreachable since "),
+        "{line}"
+    );
+    let status = pkg.run(&["stat"]);
+    assert_eq!(status.status.code(), Some(0), "Running is no failure");
+
+    std::thread::sleep(Duration::from_secs(45).saturating_sub(down.elapsed()));
+    assert!(
+        pkg.stat().contains("JobState:Running"),
+        "still waiting: {}",
+        pkg.stat()
+    );
+    sandbox.restart();
+    let outage = down.elapsed();
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed"),
+        "{stat}\n{:?}",
+        error_lines(&pkg)
+    );
+    assert!(!stat.contains("Waiting:"), "{stat}");
+    assert_eq!(error_lines(&pkg), Vec::<String>::new());
+    assert_eq!(sandbox.objects(), pkg.source_files());
+
+    let log = std::fs::read_to_string(pkg.path("logs/ossimport2.log")).unwrap();
+    let began = log
+        .lines()
+        .find(|l| l.contains("destination unreachable ("))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        began.contains("files in flight wait and nothing new starts"),
+        "{began}"
+    );
+    let ended = log
+        .lines()
+        .find(|l| l.contains("destination answers again after"))
+        .unwrap_or_else(|| panic!("{log}"));
+    eprintln!(
+        "outage of {:.1} s; log: {began} / {ended}",
+        outage.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_refusal_of_one_key_fails_that_file_at_once_in_words() {
+    let sandbox = Sandbox::start();
+    let proxy = Proxy::start(
+        &sandbox.endpoint,
+        Faults {
+            forbid: Some("/locked.txt"),
+            ..Faults::default()
+        },
+    );
+    let mut pkg = Package::new(&sandbox);
+    pkg.set("destDomain", &proxy.endpoint);
+    for i in 0..50 {
+        pkg.file(&format!("d/{i}.txt"), &content(i, 100));
+    }
+    pkg.file("locked.txt", b"refused");
+    pkg.ok(&["submit"]);
+    let started = Instant::now();
+    pkg.ok(&["start"]);
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    assert!(stat.contains("JobState:Failed"), "{stat}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no retries, no outage: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        error_lines(&pkg),
+        [
+            "UPLOAD_ERROR\tlocked.txt\tPUT locked.txt: access denied (403 AccessDenied: injected); \
+          check destAccessKey/destSecretKey and their permissions"
+        ]
+    );
+    let out = pkg.run(&["stat"]);
+    assert_eq!(out.status.code(), Some(1), "Failed: {}", text(&out));
+    let mut sent = pkg.source_files();
+    sent.remove("locked.txt");
+    assert_eq!(sandbox.objects(), sent);
+}
+
+#[test]
+fn an_outage_past_the_limit_aborts_in_words_and_start_finishes_the_job() {
+    let mut sandbox = Sandbox::start();
+    let mut pkg = outage_job(&sandbox);
+    pkg.set_sys("workerMaxOutageSeconds", "5");
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    std::thread::sleep(Duration::from_secs(4));
+    sandbox.stop();
+    let port = sandbox.endpoint.rsplit(':').next().unwrap().to_string();
+    let stat = pkg.wait_for(&["Abort", "Succeed", "Failed"], LONG);
+    let reason = stat
+        .lines()
+        .find(|l| l.starts_with("AbortReason:"))
+        .unwrap_or_else(|| panic!("{stat}"));
+    let cause = format!("(cannot connect to 127.0.0.1:{port} (connection refused))");
+    assert!(
+        reason.contains("destination unreachable for 5 s since ")
+            && reason.contains(&cause)
+            && reason.contains("longer than workerMaxOutageSeconds=5")
+            && reason.contains("`console.sh start` resumes the job"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("DispatchFailure") && !reason.contains(SK),
+        "{reason}"
+    );
+    let out = pkg.run(&["stat"]);
+    assert_eq!(out.status.code(), Some(1), "Abort exits 1: {}", text(&out));
+    assert_eq!(error_lines(&pkg), Vec::<String>::new(), "no file failed");
+
+    sandbox.restart();
+    pkg.ok(&["stop"]);
+    pkg.ok(&["start"]);
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    assert!(stat.contains("JobState:Succeed"), "{stat}");
+    assert_eq!(sandbox.objects(), pkg.source_files());
+}
+
+#[test]
+fn an_unreachable_destination_at_start_aborts_with_one_sentence() {
+    let mut sandbox = Sandbox::start();
+    let pkg = Package::new(&sandbox);
+    pkg.file("a.txt", b"a");
+    sandbox.stop();
+    let port = sandbox.endpoint.rsplit(':').next().unwrap().to_string();
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let stat = pkg.wait_for(&["Abort", "Succeed", "Failed"], LONG);
+    let reason = stat
+        .lines()
+        .find(|l| l.starts_with("AbortReason:"))
+        .unwrap_or_else(|| panic!("{stat}"));
+    assert_eq!(
+        reason,
+        format!(
+            "AbortReason:HEAD bucket {BUCKET}: cannot connect to \
+             127.0.0.1:{port} (connection refused); check destDomain and the network"
+        )
+    );
+}
