@@ -154,9 +154,9 @@ impl Outage {
     /// probes it with `probe` (`Err` with the cause while there is no answer). Never returns once the job
     /// is being aborted for a too long outage: the job's end drops the request, so that its
     /// file stays unrecorded and resumes at the next start.
-    pub async fn wait<F, Fut>(&self, probe: F)
+    pub async fn wait<F, Fut>(&self, mut probe: F)
     where
-        F: Fn() -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
         let mut phase = self.phase.subscribe();
@@ -169,7 +169,7 @@ impl Outage {
             }
             if self.take_probe_turn() {
                 let turn = ProbeTurn(self);
-                self.probe_until_up(&probe).await;
+                self.probe_until_up(&mut probe).await;
                 drop(turn);
                 continue;
             }
@@ -190,9 +190,9 @@ impl Outage {
         }
     }
 
-    async fn probe_until_up<F, Fut>(&self, probe: &F)
+    async fn probe_until_up<F, Fut>(&self, probe: &mut F)
     where
-        F: Fn() -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
         let mut every = FIRST_PROBE;

@@ -45,8 +45,8 @@ pub struct JobStat {
     pub progress: Vec<(String, Progress)>,
     /// Why the job aborted, when it did.
     pub abort_reason: Option<String>,
-    /// What the running job waits for, during an outage of the destination.
-    pub waiting: Option<String>,
+    /// What the running job waits for, during an outage of the destination or the source.
+    pub waiting: Vec<String>,
 }
 
 /// What the job's state word is decided from, each read once by [`JobStat::collect`].
@@ -143,9 +143,11 @@ impl JobStat {
             }
         }
         let abort_reason = fs::read_to_string(workdir.abort_file(job)).ok();
-        let waiting = fs::read_to_string(workdir.waiting_file(job))
-            .ok()
-            .filter(|_| alive && abort_reason.is_none());
+        let waiting: Vec<String> = ["destination", "source"]
+            .iter()
+            .filter(|_| alive && abort_reason.is_none())
+            .filter_map(|side| fs::read_to_string(workdir.waiting_file(job, side)).ok())
+            .collect();
         if abort_reason.is_some() {
             // An aborted job runs nothing, whatever its worker folders still hold.
             progress.clear();
@@ -194,7 +196,7 @@ impl JobStat {
             self.failed,
             self.scan_finished
         );
-        if let Some(waiting) = &self.waiting {
+        for waiting in &self.waiting {
             out.push_str(&format!("Waiting:{}\n", waiting.trim()));
         }
         out.push_str("RunningTasks Progress:\n");
@@ -401,7 +403,7 @@ mod tests {
                 },
             )],
             abort_reason: None,
-            waiting: None,
+            waiting: Vec::new(),
         };
         let expected = "---------------- job stat ------------------\nJobName:local_test\nJobState:Running\n\
 PendingTasks:0\nDispatchedTasks:1\nRunningTasks:1\nSucceedTasks:0\nFailedTasks:0\nScanFinished:true\n\

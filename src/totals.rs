@@ -250,7 +250,7 @@ pub fn to_json(stat: &JobStat, totals: &Totals) -> String {
         "state": stat.state.word(),
         "scan_finished": stat.scan_finished,
         "abort_reason": stat.abort_reason.as_deref().map(str::trim),
-        "waiting": stat.waiting.as_deref().map(str::trim),
+        "waiting": stat.waiting.iter().map(|w| w.trim()).collect::<Vec<_>>(),
         "tasks": {
             "pending": stat.pending, "dispatched": stat.dispatched, "running": stat.running,
             "succeed": stat.succeed, "failed": stat.failed,

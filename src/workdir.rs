@@ -100,9 +100,10 @@ impl WorkDir {
         self.job_dir(job).join("ABORT")
     }
 
-    /// Present while the running job waits out an outage: what `stat` shows of it.
-    pub fn waiting_file(&self, job: &str) -> PathBuf {
-        self.job_dir(job).join("WAITING")
+    /// Present while the running job waits out an outage of its `side` ("destination",
+    /// "source"): what `stat` shows of it.
+    pub fn waiting_file(&self, job: &str, side: &str) -> PathBuf {
+        self.job_dir(job).join(format!("WAITING-{side}"))
     }
 
     pub fn checkpoints_dir(&self, job: &str, round: u32) -> PathBuf {

@@ -208,3 +208,51 @@ fn an_unreachable_destination_at_start_aborts_with_one_sentence() {
         )
     );
 }
+
+#[test]
+fn an_outage_of_an_s3_source_is_waited_out_too() {
+    let mut src = Sandbox::start();
+    let objects: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("s/{i}.bin"), content(i, 8192)))
+        .collect();
+    put_objects(&src.client(), BUCKET, &objects);
+    let dest = Sandbox::start();
+    let overrides = [
+        ("srcDomain", src.endpoint.as_str()),
+        ("srcAccessKey", AK),
+        ("srcSecretKey", SK),
+        ("srcBucket", BUCKET),
+        ("srcPrefix", ""),
+        ("destPrefix", ""),
+    ];
+    let mut pkg = package("s3", &dest, &overrides);
+    // Slow enough to be mid-way at the outage (sys.properties, not the job file).
+    pkg.sys
+        .insert("workerMaxThroughput(KB/s)".into(), "256".into());
+    let sys: String = pkg.sys.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(pkg.path("conf/sys.properties"), sys).unwrap();
+    submit_and_start(&pkg);
+    std::thread::sleep(Duration::from_secs(3));
+    src.stop();
+    let port = src.endpoint.rsplit(':').next().unwrap().to_string();
+    let expected = format!("(cannot connect to 127.0.0.1:{port} (connection refused))");
+    let mut waiting = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            waiting = pkg.stat();
+            waiting.contains("Waiting:source unreachable since ") && waiting.contains(&expected)
+        }),
+        "{waiting}"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    src.restart();
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed"),
+        "{stat}\n{:?}",
+        error_lines(&pkg)
+    );
+    assert_eq!(error_lines(&pkg), Vec::<String>::new());
+    let want: std::collections::BTreeMap<String, Vec<u8>> = objects.into_iter().collect();
+    assert_eq!(dest.objects(), want);
+}

@@ -171,12 +171,7 @@ fn the_unpacked_package_migrates_its_sample_with_no_rust_toolchain_on_path() {
         text(&out)
     );
     let stat = console(&["stat"]);
-    let objects = Sandbox::read_bucket(
-        "http://127.0.0.1:9800",
-        "sample-bucket",
-        "sandbox-access-key",
-        "sandbox-secret-key",
-    );
+    let objects = quick_start_bucket();
     stop();
     assert_eq!(stat.status.code(), Some(0), "{}", text(&stat));
     assert!(

@@ -129,12 +129,7 @@ fn quick_start_migrates_the_bundled_sample_with_the_shipped_config() {
         "{all}"
     );
     assert!(all.contains("Import to oss completed."), "{all}");
-    let objects = Sandbox::read_bucket(
-        "http://127.0.0.1:9800",
-        "sample-bucket",
-        "sandbox-access-key",
-        "sandbox-secret-key",
-    );
+    let objects = quick_start_bucket();
     stop();
     let expected = files_under(&dir.path().join("sample"));
     assert!(expected.len() >= 5, "{} sample files", expected.len());

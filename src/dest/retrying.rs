@@ -6,81 +6,53 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::{
     CopySource, DestError, DestResult, Destination, ListedPage, ObjectMeta, OpenUpload, PartInfo,
     PutOptions,
 };
+use crate::backoff::{Retry, Verdict};
 use crate::outage::Outage;
 use crate::payload::Body;
 
 pub struct RetryingDestination<D> {
     inner: D,
-    policy: ExponentialBuilder,
-    outage: Option<Arc<Outage>>,
+    retry: Retry,
 }
 
 impl<D: Destination> RetryingDestination<D> {
     /// `tries` attempts in all per request, waiting 200 ms, 400 ms, ... up to 10 s between;
     /// with `outage`, failures without an answer across the board are waited out instead.
     pub fn new(inner: D, tries: usize, outage: Option<Arc<Outage>>) -> Self {
-        RetryingDestination {
-            inner,
-            policy: crate::backoff::policy(tries),
-            outage,
+        let retry = Retry::new(tries);
+        if let Some(outage) = outage {
+            retry.ride_outages(outage);
         }
+        RetryingDestination { inner, retry }
     }
 
-    async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> DestResult<T>
+    async fn run<T, F, Fut>(&self, what: &str, op: F) -> DestResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = DestResult<T>>,
     {
-        let mut waits = self.policy.build();
-        loop {
-            // Nothing new starts while the store is out.
-            if let Some(outage) = &self.outage {
-                outage.wait(|| self.probe()).await;
+        // A request is not sent again to probe the store (a PUT would upload twice): a HEAD
+        // of the bucket does.
+        let probe = || async {
+            match self.inner.check_access().await {
+                Err(DestError {
+                    no_answer: Some((_, why)),
+                    ..
+                }) => Err(why),
+                _ => Ok(()),
             }
-            let e = match op().await {
-                Ok(done) => {
-                    self.answered();
-                    return Ok(done);
-                }
-                Err(e) => e,
-            };
-            match (&e.no_answer, &self.outage) {
-                (Some((how, why)), Some(outage)) if outage.no_answer(*how, why) => continue,
-                (None, _) if e.read_fault.is_none() => self.answered(),
-                _ => {}
-            }
-            if !e.transient {
-                return Err(e);
-            }
-            let Some(wait) = waits.next() else {
-                return Err(e);
-            };
-            tracing::debug!("{what}: {}; retrying in {wait:?}", e.message);
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    fn answered(&self) {
-        if let Some(outage) = &self.outage {
-            outage.answered();
-        }
-    }
-
-    /// One look at the store, without retries: `Err` with the cause when it did not answer.
-    async fn probe(&self) -> Result<(), String> {
-        match self.inner.check_access().await {
-            Err(DestError {
-                no_answer: Some((_, why)),
-                ..
-            }) => Err(why),
-            _ => Ok(()),
-        }
+        };
+        let verdict = |e: &DestError| Verdict {
+            transient: e.transient,
+            no_answer: e.no_answer.clone(),
+            answered: e.no_answer.is_none() && e.read_fault.is_none(),
+        };
+        self.retry.run_probing(what, op, verdict, probe).await
     }
 }
 

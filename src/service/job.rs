@@ -176,15 +176,18 @@ async fn open_job(
     workdir: &WorkDir,
     cancel: &CancellationToken,
 ) -> std::result::Result<Option<Arc<JobContext>>, String> {
-    let waiting = workdir.waiting_file(&job.job_name);
-    let _ = std::fs::remove_file(&waiting);
-    let outage = Arc::new(Outage::new(
-        "destination",
-        Duration::from_secs(sys.worker_max_outage_seconds),
-        waiting,
-        cancel.clone(),
-    ));
-    let dest = crate::dest::open(job, crate::backoff::REQUEST_TRIES, Some(outage.clone()));
+    let outage = |side: &'static str| {
+        let waiting = workdir.waiting_file(&job.job_name, side);
+        let _ = std::fs::remove_file(&waiting);
+        let max = Duration::from_secs(sys.worker_max_outage_seconds);
+        Arc::new(Outage::new(side, max, waiting, cancel.clone()))
+    };
+    let (dest_outage, source_outage) = (outage("destination"), outage("source"));
+    let dest = crate::dest::open(
+        job,
+        crate::backoff::REQUEST_TRIES,
+        Some(dest_outage.clone()),
+    );
     tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(None),
@@ -213,11 +216,14 @@ async fn open_job(
             || (job.is_audit_after_import && job.audit_mode == crate::config::AuditMode::Detailed),
         server_copy: crate::source::same_store(job),
         abort_reason: std::sync::Mutex::new(None),
-        outage: outage.clone(),
+        outages: [dest_outage.clone(), source_outage.clone()],
     });
     // From here on an unreachable store is an outage to wait out; before, at start, it is a
     // setting to fix, and the job aborts with it.
-    outage.arm();
+    ctx.source.ride_outages(source_outage);
+    for outage in &ctx.outages {
+        outage.arm();
+    }
     if ctx.server_copy {
         tracing::info!(
             "the source is the destination's own store (same endpoint and keys): objects are \

@@ -178,6 +178,10 @@ pub trait Source: Send + Sync {
     /// When the object exists but cannot be inspected (permissions, I/O, the network).
     async fn probe(&self, obj: &SourceObject) -> Result<Probe>;
 
+    /// From now on, outages of a remote source are waited out by its requests (the service
+    /// calls it once the job's start checks passed); a local folder has none.
+    fn ride_outages(&self, _outage: std::sync::Arc<crate::outage::Outage>) {}
+
     /// True when every read of an object checks, from the answer itself, that it is the
     /// version that was listed (ETag, size, last-modified) and fails with SIZE_NOT_MATCH or
     /// FILE_NOT_FOUND otherwise: the worker then needs no look before and after a copy.

@@ -2,6 +2,8 @@
 //! characters left as they are in a URL, which answers are worth another try, and the reading
 //! of a ranged GET's answer.
 
+use crate::backoff::Verdict;
+use crate::outage::NoAnswer;
 use std::time::Duration;
 
 use futures::stream::{StreamExt, TryStreamExt};
@@ -56,6 +58,21 @@ pub(crate) fn no_answer(e: &reqwest::Error) -> String {
         tracing::debug!("request to {authority} failed: {}", error_chain(cause));
     }
     crate::words::no_answer(e, &authority).1
+}
+
+/// How a REST source's failure counts for retries and outages: no answer (none, a 5xx, a
+/// throttle) or an answer, from the status and our own words for the cause.
+pub(crate) fn verdict(message: &str, transient: bool, status: Option<u16>) -> Verdict {
+    let out = transient && status.is_none_or(|s| s >= 500 || s == 429);
+    let how = match message.contains("(connection refused)") || message.contains("(DNS)") {
+        true => NoAnswer::Unreachable,
+        false => NoAnswer::Failing,
+    };
+    Verdict {
+        transient,
+        no_answer: out.then(|| (how, message.to_string())),
+        answered: !out && status.is_some(),
+    }
 }
 
 /// An error and its causes in one line (reqwest's Display stops at the outermost).

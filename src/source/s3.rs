@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use backon::{ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc::Sender;
@@ -37,7 +36,7 @@ struct Conn {
     secrets: Vec<String>,
     /// `host:port`, for the words of a failure.
     authority: String,
-    policy: ExponentialBuilder,
+    retry: crate::backoff::Retry,
 }
 
 pub struct S3Source {
@@ -60,7 +59,7 @@ impl S3Source {
                 prefix: key_prefix(src_prefix),
                 secrets: vec![access_key.to_string(), secret_key.to_string()],
                 authority: crate::words::authority(&at.url),
-                policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
+                retry: crate::backoff::Retry::new(crate::backoff::REQUEST_TRIES),
             }),
         }
     }
@@ -166,10 +165,7 @@ impl Conn {
                 next,
             })
         };
-        call.retry(self.policy)
-            .when(|f: &Failure| f.transient)
-            .notify(|f, wait| tracing::debug!("{}; retrying in {wait:?}", f.message))
-            .await
+        self.retry.run("LIST", &call, verdict).await
     }
 
     /// The common prefixes directly under `prefix`, as relative folders (`a/b/`).
@@ -235,12 +231,25 @@ impl PageRequest {
     }
 }
 
+/// How an S3 failure counts for retries and outages.
+fn verdict(f: &Failure) -> crate::backoff::Verdict {
+    crate::backoff::Verdict {
+        transient: f.transient,
+        no_answer: f.no_answer.clone(),
+        answered: f.no_answer.is_none() && f.status.is_some(),
+    }
+}
+
 fn source_error(f: Failure) -> Error {
     Error::Source(f.message)
 }
 
 #[async_trait]
 impl Source for S3Source {
+    fn ride_outages(&self, outage: std::sync::Arc<crate::outage::Outage>) {
+        self.conn.retry.ride_outages(outage);
+    }
+
     async fn check(&self) -> Result<()> {
         let c = &self.conn;
         let req = PageRequest {
@@ -313,9 +322,9 @@ impl Source for S3Source {
                 .send()
                 .await
         };
-        let sent = call
-            .retry(c.policy)
-            .when(crate::s3client::is_transient)
+        let sent = c
+            .retry
+            .run("HEAD", &call, |e| verdict(&c.fail("HEAD", &key, e)))
             .await;
         match sent {
             Ok(head) => {
@@ -396,17 +405,13 @@ impl Reopen for ObjectRange {
                     .await
                     .map_err(|e| conn.fail("GET", &key, &e))
             };
-            let out = call
-                .retry(conn.policy)
-                .when(|f: &Failure| f.transient)
-                .await
-                .map_err(|f| {
-                    // Answers that will be the same on every try stop the retries, and say
-                    // what happened to the object.
-                    f.status
-                        .and_then(|s| ReadFault::of_status(s, f.transient, &f.message))
-                        .unwrap_or_else(|| io::Error::other(f.message))
-                })?;
+            let out = conn.retry.run("GET", &call, verdict).await.map_err(|f| {
+                // Answers that will be the same on every try stop the retries, and say
+                // what happened to the object.
+                f.status
+                    .and_then(|s| ReadFault::of_status(s, f.transient, &f.message))
+                    .unwrap_or_else(|| io::Error::other(f.message))
+            })?;
             // Servers that ignore If-Match (s3s-fs does) still name the version they sent.
             let sent = out.e_tag().map(|e| e.trim_matches('"').to_string());
             let listed = version.as_deref().map(|e| e.trim_matches('"'));

@@ -102,8 +102,8 @@ pub struct JobContext {
     pub server_copy: bool,
     /// Set with the reason when an unexpected error stops the job.
     pub abort_reason: std::sync::Mutex<Option<String>>,
-    /// The destination's outages, waited out by its requests.
-    pub outage: Arc<crate::outage::Outage>,
+    /// The outages of the destination and of a remote source, waited out by their requests.
+    pub outages: [Arc<crate::outage::Outage>; 2],
 }
 
 impl JobContext {
@@ -122,7 +122,7 @@ impl JobContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .or_else(|| self.outage.gave_up())
+            .or_else(|| self.outages.iter().find_map(|o| o.gave_up()))
     }
 }
 

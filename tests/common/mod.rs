@@ -330,6 +330,17 @@ pub fn request_counts(path: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The bucket the shipped conf/local_job.cfg migrates into: the sandbox on 127.0.0.1:9800
+/// that import.sh starts.
+pub fn quick_start_bucket() -> BTreeMap<String, Vec<u8>> {
+    Sandbox::read_bucket(
+        "http://127.0.0.1:9800",
+        "sample-bucket",
+        "sandbox-access-key",
+        "sandbox-secret-key",
+    )
+}
+
 /// Every file under `dir`: its path relative to `dir`, with `/`, → its bytes.
 pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
 use futures::future::BoxFuture;
 use percent_encoding::utf8_percent_encode;
@@ -35,7 +34,7 @@ pub(super) struct Conn {
     pub(super) prefix: String,
     /// Blobs per List Blobs page (Azure's maximum is 5,000).
     pub(super) page_size: u32,
-    policy: ExponentialBuilder,
+    pub(super) retry: crate::backoff::Retry,
 }
 
 /// A request failure, and whether it is worth another try.
@@ -66,7 +65,7 @@ impl Conn {
             container,
             prefix,
             page_size: 5_000,
-            policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
+            retry: crate::backoff::Retry::new(crate::backoff::REQUEST_TRIES),
         })
     }
 
@@ -150,10 +149,9 @@ impl Conn {
                 code,
             })
         };
-        call.retry(self.policy)
-            .when(|f: &Failed| f.transient)
-            .notify(|f, wait| tracing::debug!("{}; retrying in {wait:?}", f.message))
-            .await
+        let verdict =
+            |f: &Failed| rest::verdict(&f.message, f.transient, f.status.map(|s| s.as_u16()));
+        self.retry.run(&what, &call, verdict).await
     }
 
     /// One List Blobs page under `prefix` (the whole name prefix), after `marker`.

@@ -131,6 +131,10 @@ fn source_error(f: Failed) -> Error {
 
 #[async_trait]
 impl Source for AzureSource {
+    fn ride_outages(&self, outage: std::sync::Arc<crate::outage::Outage>) {
+        self.conn.retry.ride_outages(outage);
+    }
+
     async fn check(&self) -> Result<()> {
         if self.bad_key {
             return Err(Error::Source(

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use backon::{ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MATCH, LAST_MODIFIED, RANGE};
 use reqwest::{Client, Method, StatusCode};
@@ -15,7 +14,7 @@ use crate::source::{RelPath, SourceObject};
 
 pub(super) struct Conn {
     client: Client,
-    policy: ExponentialBuilder,
+    pub(super) retry: crate::backoff::Retry,
 }
 
 /// A request failure, and whether it is worth another try.
@@ -34,7 +33,7 @@ impl Conn {
             rest::client(Client::builder().redirect(reqwest::redirect::Policy::limited(10)))?;
         Ok(Conn {
             client,
-            policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
+            retry: crate::backoff::Retry::new(crate::backoff::REQUEST_TRIES),
         })
     }
 
@@ -82,10 +81,9 @@ impl Conn {
                 status: Some(status),
             })
         };
-        call.retry(self.policy)
-            .when(|f: &Failed| f.transient)
-            .notify(|f, wait| tracing::debug!("{}; retrying in {wait:?}", f.message))
-            .await
+        let verdict =
+            |f: &Failed| rest::verdict(&f.message, f.transient, f.status.map(|s| s.as_u16()));
+        self.retry.run(method.as_str(), &call, verdict).await
     }
 
     /// Size, mtime and ETag of `url`: HEAD, or a one-byte GET where HEAD is refused.

@@ -230,6 +230,10 @@ fn lines_unit((first, offset, count, _host): (u64, u64, u64, String)) -> ScanUni
 
 #[async_trait]
 impl Source for HttpSource {
+    fn ride_outages(&self, outage: std::sync::Arc<crate::outage::Outage>) {
+        self.conn.retry.ride_outages(outage);
+    }
+
     async fn check(&self) -> Result<()> {
         self.open_list()?;
         let list = self.list.clone();

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{AUTHORIZATION, RANGE};
 use reqwest::{Client, Method, Response};
 use serde::Deserialize;
@@ -44,7 +43,7 @@ pub struct QiniuSettings {
 pub(super) struct Conn {
     client: Client,
     pub(super) at: QiniuSettings,
-    policy: ExponentialBuilder,
+    pub(super) retry: crate::backoff::Retry,
 }
 
 /// A request failure, and whether it is worth another try.
@@ -93,7 +92,7 @@ impl Conn {
         Ok(Conn {
             client,
             at,
-            policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
+            retry: crate::backoff::Retry::new(crate::backoff::REQUEST_TRIES),
         })
     }
 
@@ -188,13 +187,11 @@ impl Conn {
 
     async fn retried<T, F, Fut>(&self, call: F) -> std::result::Result<T, Failed>
     where
-        F: FnMut() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = std::result::Result<T, Failed>>,
     {
-        call.retry(self.policy)
-            .when(|f: &Failed| f.transient)
-            .notify(|f, wait| tracing::debug!("{}; retrying in {wait:?}", f.message))
-            .await
+        let verdict = |f: &Failed| rest::verdict(&f.message, f.transient, f.status);
+        self.retry.run("qiniu", &call, verdict).await
     }
 }
 

@@ -161,6 +161,10 @@ fn source_error(f: Failed) -> Error {
 
 #[async_trait]
 impl Source for QiniuSource {
+    fn ride_outages(&self, outage: std::sync::Arc<crate::outage::Outage>) {
+        self.conn.retry.ride_outages(outage);
+    }
+
     async fn check(&self) -> Result<()> {
         let c = &self.conn;
         let bucket = &c.at.bucket;

@@ -5,7 +5,6 @@
 
 use std::time::SystemTime;
 
-use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
 use percent_encoding::utf8_percent_encode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, DATE, RANGE};
@@ -33,7 +32,7 @@ pub(super) struct Api {
     operator: String,
     /// MD5 (hex) of the operator's password, the HMAC key; the password itself is not kept.
     key: String,
-    policy: ExponentialBuilder,
+    pub(super) retry: crate::backoff::Retry,
 }
 
 /// A request failure, and whether it is worth another try.
@@ -108,7 +107,7 @@ impl Api {
             service: service.trim_matches('/').to_string(),
             operator: operator.to_string(),
             key,
-            policy: crate::backoff::policy(crate::backoff::REQUEST_TRIES),
+            retry: crate::backoff::Retry::new(crate::backoff::REQUEST_TRIES),
         })
     }
 
@@ -178,10 +177,8 @@ impl Api {
                 code,
             })
         };
-        call.retry(self.policy)
-            .when(|f: &Failed| f.transient)
-            .notify(|f, wait| tracing::debug!("{}; retrying in {wait:?}", f.message))
-            .await
+        let verdict = |f: &Failed| rest::verdict(&f.message, f.transient, f.status);
+        self.retry.run(method.as_str(), &call, verdict).await
     }
 
     /// A signed API request for `key`.

@@ -263,6 +263,10 @@ fn check_error(api: &Api, prefix: &str, f: Failed) -> Error {
 
 #[async_trait]
 impl Source for UpyunSource {
+    fn ride_outages(&self, outage: std::sync::Arc<crate::outage::Outage>) {
+        self.api.retry.ride_outages(outage);
+    }
+
     async fn check(&self) -> Result<()> {
         let frame = self.folder(&RelPath(Vec::new()));
         match self.api.page(&frame.folder, None, 1).await {
