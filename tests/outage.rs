@@ -256,3 +256,50 @@ fn an_outage_of_an_s3_source_is_waited_out_too() {
     let want: std::collections::BTreeMap<String, Vec<u8>> = objects.into_iter().collect();
     assert_eq!(dest.objects(), want);
 }
+
+/// The cost of an outage: the bytes sent more than once are those of the requests in flight
+/// when the store went, counted at the proxy in front of it (the server behind it stopped and
+/// started again; the proxy answers 502 meanwhile).
+#[test]
+fn an_outage_resends_only_the_requests_in_flight() {
+    let mut sandbox = Sandbox::start();
+    let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
+    let mut pkg = outage_job(&sandbox);
+    pkg.set("destDomain", &proxy.endpoint);
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    std::thread::sleep(Duration::from_secs(6));
+    sandbox.stop();
+    let mut waiting = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            waiting = pkg.stat();
+            waiting.contains("Waiting:destination unreachable since ")
+        }),
+        "{waiting}"
+    );
+    assert!(waiting.contains("server error (502"), "{waiting}");
+    std::thread::sleep(Duration::from_secs(20));
+    sandbox.restart();
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed"),
+        "{stat}\n{:?}",
+        error_lines(&pkg)
+    );
+    assert_eq!(sandbox.objects(), pkg.source_files());
+
+    let total: u64 = pkg.source_files().values().map(|b| b.len() as u64).sum();
+    let puts = proxy.requests();
+    let puts: Vec<_> = puts.iter().filter(|r| r.method == "PUT").collect();
+    let sent: u64 = puts.iter().map(|r| r.body_len).sum();
+    let twice = sent.saturating_sub(total);
+    let failed = puts.iter().filter(|r| r.status != 200).count();
+    eprintln!(
+        "outage cost: {twice} bytes sent twice ({:.1} MiB) in {failed} failed PUTs of {}",
+        twice as f64 / f64::from(1u32 << 20),
+        puts.len()
+    );
+    // At most every file slot (8) with a part (8 MiB) in flight.
+    assert!(twice <= 8 * (8 << 20), "{twice} bytes sent twice");
+}

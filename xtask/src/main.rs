@@ -1,4 +1,5 @@
-//! `cargo xtask dist`: builds the release binary and writes the package users unpack and run,
+//! `cargo xtask dist`: builds the binary in the `dist` profile (thin LTO, stripped; see
+//! Cargo.toml) and writes the package users unpack and run,
 //! `target/dist/ossimport-<version>-<os>-<arch>.tar.gz`, laid out like the original's.
 
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "Usage: cargo xtask dist\n  dist  build the release binary and write \
+                "Usage: cargo xtask dist\n  dist  build the binary (dist profile) and write \
                  target/dist/ossimport-<version>-<os>-<arch>.tar.gz"
             );
             ExitCode::from(2)
@@ -48,13 +49,14 @@ fn dist() -> Result<(), String> {
     run(
         Command::new(cargo).current_dir(&root).args([
             "build",
-            "--release",
+            "--profile",
+            "dist",
             "--package",
             "ossimport",
             "--bin",
             "ossimport",
         ]),
-        "cargo build --release",
+        "cargo build --profile dist",
     )?;
 
     let name = format!(
@@ -70,8 +72,8 @@ fn dist() -> Result<(), String> {
     }
     let exe = format!("ossimport{}", std::env::consts::EXE_SUFFIX);
     let bin = top.join("bin").join(&exe);
-    copy(&target.join("release").join(&exe), &bin)?;
-    strip(&bin)?;
+    // Stripped by the profile: the package is for running, not for profiling.
+    copy(&dist.join(&exe), &bin)?;
     for file in FILES {
         copy(&root.join(file), &top.join(file))?;
     }
@@ -123,18 +125,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     } else {
         Err(format!("{what} failed ({status}); see its messages above"))
     }
-}
-
-/// Drops the symbols and line tables the release profile keeps for profiling: the package is
-/// for running. Windows binaries keep their debug information in a separate .pdb already.
-fn strip(bin: &Path) -> Result<(), String> {
-    if cfg!(windows) {
-        return Ok(());
-    }
-    run(
-        Command::new("strip").arg(bin),
-        "strip (from binutils, installed with the C toolchain Rust links with)",
-    )
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {
