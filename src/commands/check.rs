@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::config::{JobConfig, SysConfig};
 use crate::dest::{Destination, PutOptions};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::payload::{Body, Memory};
 
 use super::Console;
@@ -33,10 +33,7 @@ enum Verdict {
 pub fn run(console: &Console) -> Result<u8> {
     let (job, _) = console.job()?;
     let (sys, _) = console.sys()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start tokio: {e}")))?;
+    let runtime = super::runtime()?;
     let results = runtime.block_on(checks(&job, &sys));
     let mut failed = false;
     for (what, verdict) in results {

@@ -68,10 +68,7 @@ fn abort_known_uploads(conf: JobConfig, workdir: &WorkDir) -> Result<()> {
         // A path without a valid key never had an upload started.
         .filter_map(|k| Some((object_key(&job.dest_prefix, &k.path).ok()?, k)))
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start tokio: {e}")))?;
+    let runtime = super::runtime()?;
     let dest = crate::dest::open(&job, CLEAN_TRIES, None);
     let left = runtime.block_on(abort_all(dest.as_ref(), &keyed));
     let aborted = keyed.len() - left.len();

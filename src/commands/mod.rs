@@ -77,6 +77,17 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// The runtime of a one-shot command's requests (the service builds its own).
+///
+/// # Errors
+/// When tokio cannot start (no threads, no I/O driver).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::error::Error::Internal(format!("cannot start tokio: {e}")))
+}
+
 /// Prints configuration warnings the way every command does.
 pub fn print_warnings(warnings: &[ConfigWarning]) {
     for w in warnings {

@@ -36,11 +36,7 @@ pub fn run(console: &Console, json: bool) -> Result<u8> {
             job.job_name
         ));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start tokio: {e}")))?;
+    let runtime = super::runtime()?;
     runtime.block_on(rehearse(&job, &mut report))?;
     Ok(report.finish())
 }
