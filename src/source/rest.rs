@@ -70,9 +70,24 @@ pub(crate) fn verdict(message: &str, transient: bool, status: Option<u16>) -> Ve
     };
     Verdict {
         transient,
-        no_answer: out.then(|| (how, message.to_string())),
+        no_answer: out.then(|| (how, without_queries(message))),
         answered: !out && status.is_some(),
     }
+}
+
+/// `text` with the query of every URL in it cut (`http://h/a?token=x:` → `http://h/a:`): what
+/// `stat` shows of an outage must not carry a signed URL's token.
+fn without_queries(text: &str) -> String {
+    let words = text
+        .split(' ')
+        .map(|word| match (word.contains("://"), word.find('?')) {
+            (true, Some(at)) => {
+                let colon = if word.ends_with(':') { ":" } else { "" };
+                format!("{}{colon}", &word[..at])
+            }
+            _ => word.to_string(),
+        });
+    words.collect::<Vec<_>>().join(" ")
 }
 
 /// An error and its causes in one line (reqwest's Display stops at the outermost).
@@ -184,6 +199,15 @@ pub(crate) fn byte_stream(resp: Response) -> ByteStream {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_outage_cause_carries_no_url_query() {
+        assert_eq!(
+            without_queries("GET http://h/a.txt?X-Amz-Signature=s3cr3t: cannot connect to h:80"),
+            "GET http://h/a.txt: cannot connect to h:80"
+        );
+    }
+
     use super::*;
 
     #[test]
