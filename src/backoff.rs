@@ -36,6 +36,9 @@ pub struct Verdict {
 pub struct Retry {
     policy: ExponentialBuilder,
     outage: OnceLock<Arc<Outage>>,
+    /// The outage of the endpoint this one's request bodies are read from (the source, for
+    /// the destination).
+    upstream: OnceLock<Arc<Outage>>,
 }
 
 impl Retry {
@@ -43,6 +46,7 @@ impl Retry {
         Retry {
             policy: policy(tries),
             outage: OnceLock::new(),
+            upstream: OnceLock::new(),
         }
     }
 
@@ -50,6 +54,12 @@ impl Retry {
     /// checks passed; the one-shot commands never do).
     pub fn ride_outages(&self, outage: Arc<Outage>) {
         let _ = self.outage.set(outage);
+    }
+
+    /// Failures while `upstream` (where request bodies are read from) went out are not this
+    /// endpoint's: they spend no try and make no outage of it.
+    pub fn bodies_from(&self, upstream: Arc<Outage>) {
+        let _ = self.upstream.set(upstream);
     }
 
     /// Runs `call` until it succeeds, fails for good, or the tries are spent; during an
@@ -102,6 +112,7 @@ impl Retry {
             if let Some(outage) = outage {
                 outage.wait(&mut probe).await;
             }
+            let upstream_before = self.upstream.get().map_or(0, |u| u.epoch().0);
             let e = match call().await {
                 Ok(done) => {
                     if let Some(outage) = outage {
@@ -112,9 +123,18 @@ impl Retry {
                 Err(e) => e,
             };
             let said = verdict(&e);
+            if let Some(upstream) = self.upstream.get()
+                && matches!(upstream.epoch(), (epoch, down) if down || epoch != upstream_before)
+            {
+                // The body comes from an endpoint that went out meanwhile (a source read in a
+                // PUT): not this endpoint's failure, and no try of its own.
+                tracing::debug!("{what}: failed while its body's source was out; again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             if let Some(outage) = outage {
                 match &said.no_answer {
-                    Some((how, why)) if outage.no_answer(*how, why) => continue,
+                    Some((how, why)) if said.transient && outage.no_answer(*how, why) => continue,
                     _ if said.answered => outage.answered(),
                     _ => {}
                 }
@@ -135,4 +155,53 @@ fn describe(said: &Verdict) -> &str {
     said.no_answer
         .as_ref()
         .map_or("a transient failure", |(_, why)| why.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_while_the_bodies_source_is_out_spend_no_try() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Arc::new(Outage::new(
+            "source",
+            Duration::from_secs(3600),
+            dir.path().join("WAITING-source"),
+            CancellationToken::new(),
+        ));
+        source.arm();
+        let retry = Retry::new(2);
+        retry.bodies_from(source.clone());
+        let calls = AtomicU32::new(0);
+        let call = || async {
+            match calls.fetch_add(1, Ordering::SeqCst) + 1 {
+                1 => {
+                    source.no_answer(NoAnswer::Unreachable, "refused");
+                    Err("the body broke")
+                }
+                2..=4 => Err("the body waits"),
+                5 => {
+                    source.answered();
+                    Err("timed out while the body waited")
+                }
+                n => Ok(n),
+            }
+        };
+        let verdict = |_: &&str| Verdict {
+            transient: true,
+            no_answer: None,
+            answered: false,
+        };
+        let got = retry.run("PUT", &call, verdict).await;
+        assert_eq!(
+            got,
+            Ok(6),
+            "2 tries: only the failure after the outage counted"
+        );
+    }
 }

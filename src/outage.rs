@@ -51,6 +51,8 @@ struct State {
     /// setting to fix, not an outage to wait out.
     armed: bool,
     in_a_row: u32,
+    /// Outages begun so far.
+    epoch: u64,
     down: Option<Down>,
     gave_up: Option<String>,
 }
@@ -82,6 +84,7 @@ impl Outage {
             state: Mutex::new(State {
                 armed: false,
                 in_a_row: 0,
+                epoch: 0,
                 down: None,
                 gave_up: None,
             }),
@@ -103,20 +106,31 @@ impl Outage {
         self.state().gave_up.clone()
     }
 
-    /// The endpoint answered (any HTTP answer but a 5xx): the outage, if any, is over.
+    /// The endpoint answered (any HTTP answer but a 5xx): the outage, if any, is over. A
+    /// given-up outage stays so: the job is being aborted.
     pub fn answered(&self) {
         let mut state = self.state();
         state.in_a_row = 0;
+        if state.gave_up.is_some() {
+            return;
+        }
         if let Some(down) = state.down.take() {
             tracing::info!(
                 "{} answers again after {} s; the files in flight go on",
                 self.side,
                 down.started.elapsed().as_secs()
             );
-            drop(state);
+            // Published under the lock, so that phases reach the waiters in state order.
             self.phase.send_replace(Phase::Up);
             let _ = std::fs::remove_file(&self.status_file);
         }
+    }
+
+    /// How many outages began so far, and whether one is on: a request of another endpoint
+    /// whose body comes from this one tells by these that a failure was not its own.
+    pub fn epoch(&self) -> (u64, bool) {
+        let state = self.state();
+        (state.epoch, state.down.is_some() || state.gave_up.is_some())
     }
 
     /// A request got no answer worth keeping; true when the endpoint is (now) out, so the
@@ -139,13 +153,13 @@ impl Outage {
             self.side,
             self.max.as_secs()
         );
+        state.epoch += 1;
         state.down = Some(Down {
             since: SystemTime::now(),
             started: Instant::now(),
             cause: cause.to_string(),
             probing: false,
         });
-        drop(state);
         self.phase.send_replace(Phase::Down(0));
         true
     }
@@ -237,9 +251,11 @@ impl Outage {
             self.max.as_secs()
         );
         tracing::error!("{reason}");
-        self.state().gave_up = Some(reason);
+        let mut state = self.state();
+        state.gave_up = Some(reason);
         self.phase.send_replace(Phase::GaveUp);
         let _ = std::fs::remove_file(&self.status_file);
+        drop(state);
         self.cancel.cancel();
     }
 
@@ -257,6 +273,11 @@ impl Outage {
         if let Err(e) = written {
             tracing::warn!("cannot record the outage for stat: {e}");
         }
+        // The outage may have ended while the file was written: no stale line in stat.
+        let state = self.state();
+        if state.down.is_none() || state.gave_up.is_some() {
+            let _ = std::fs::remove_file(&self.status_file);
+        }
     }
 }
 
@@ -269,7 +290,6 @@ impl Drop for ProbeTurn<'_> {
         let mut state = self.0.state();
         if let Some(down) = state.down.as_mut() {
             down.probing = false;
-            drop(state);
             self.0.phase.send_modify(|p| {
                 if let Phase::Down(n) = p {
                     *n += 1;

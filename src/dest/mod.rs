@@ -194,13 +194,14 @@ pub trait Destination: Send + Sync {
 }
 
 /// The job's destination (destDomain, destBucket, its keys), each request tried up to
-/// `tries` times on transient failures. With `outage`, requests wait out an outage of the
-/// store instead of spending their tries on it (the service); without, they report it (the
-/// one-shot commands).
+/// `tries` times on transient failures. With `outages` (the store's, the source's), requests
+/// wait out an outage of the store instead of spending their tries on it, and a failure while
+/// the source was out is not theirs (the service); without, they report it (the one-shot
+/// commands).
 pub fn open(
     job: &JobConfig,
     tries: usize,
-    outage: Option<Arc<crate::outage::Outage>>,
+    outages: Option<(Arc<crate::outage::Outage>, Arc<crate::outage::Outage>)>,
 ) -> Arc<dyn Destination> {
     let s3 = s3::S3Destination::new(&s3::S3Settings {
         endpoint: &job.dest_domain,
@@ -208,5 +209,5 @@ pub fn open(
         access_key: job.dest_access_key.expose(),
         secret_key: job.dest_secret_key.expose(),
     });
-    Arc::new(retrying::RetryingDestination::new(s3, tries, outage))
+    Arc::new(retrying::RetryingDestination::new(s3, tries, outages))
 }

@@ -22,11 +22,13 @@ pub struct RetryingDestination<D> {
 
 impl<D: Destination> RetryingDestination<D> {
     /// `tries` attempts in all per request, waiting 200 ms, 400 ms, ... up to 10 s between;
-    /// with `outage`, failures without an answer across the board are waited out instead.
-    pub fn new(inner: D, tries: usize, outage: Option<Arc<Outage>>) -> Self {
+    /// with `outages` (the store's, the source's), failures without an answer across the
+    /// board are waited out instead, and failures while the source was out are not counted.
+    pub fn new(inner: D, tries: usize, outages: Option<(Arc<Outage>, Arc<Outage>)>) -> Self {
         let retry = Retry::new(tries);
-        if let Some(outage) = outage {
-            retry.ride_outages(outage);
+        if let Some((store, source)) = outages {
+            retry.ride_outages(store);
+            retry.bodies_from(source);
         }
         RetryingDestination { inner, retry }
     }

@@ -183,11 +183,8 @@ async fn open_job(
         Arc::new(Outage::new(side, max, waiting, cancel.clone()))
     };
     let (dest_outage, source_outage) = (outage("destination"), outage("source"));
-    let dest = crate::dest::open(
-        job,
-        crate::backoff::REQUEST_TRIES,
-        Some(dest_outage.clone()),
-    );
+    let outages = (dest_outage.clone(), source_outage.clone());
+    let dest = crate::dest::open(job, crate::backoff::REQUEST_TRIES, Some(outages));
     tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(None),

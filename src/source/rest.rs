@@ -60,18 +60,18 @@ pub(crate) fn no_answer(e: &reqwest::Error) -> String {
     crate::words::no_answer(e, &authority).1
 }
 
-/// How a REST source's failure counts for retries and outages: no answer (none, a 5xx, a
-/// throttle) or an answer, from the status and our own words for the cause.
+/// How a REST source's failure counts for retries and outages, from the status and our own
+/// words for the cause. Only an endpoint that cannot be reached at all (refused, no such
+/// host) makes a source outage: a 5xx or a timeout may be one object's, and an outage probed
+/// by that object's read would hold the job until it gives up.
 pub(crate) fn verdict(message: &str, transient: bool, status: Option<u16>) -> Verdict {
-    let out = transient && status.is_none_or(|s| s >= 500 || s == 429);
-    let how = match message.contains("(connection refused)") || message.contains("(DNS)") {
-        true => NoAnswer::Unreachable,
-        false => NoAnswer::Failing,
-    };
+    let unreachable = transient
+        && status.is_none()
+        && (message.contains("(connection refused)") || message.contains("(DNS)"));
     Verdict {
         transient,
-        no_answer: out.then(|| (how, without_queries(message))),
-        answered: !out && status.is_some(),
+        no_answer: unreachable.then(|| (NoAnswer::Unreachable, without_queries(message))),
+        answered: status.is_some_and(|s| s < 500 && s != 429),
     }
 }
 

@@ -231,11 +231,15 @@ impl PageRequest {
     }
 }
 
-/// How an S3 failure counts for retries and outages.
+/// How an S3 failure counts for retries and outages: only an endpoint that cannot be reached
+/// at all makes a source outage (see `rest::verdict`).
 fn verdict(f: &Failure) -> crate::backoff::Verdict {
     crate::backoff::Verdict {
         transient: f.transient,
-        no_answer: f.no_answer.clone(),
+        no_answer: f
+            .no_answer
+            .clone()
+            .filter(|(how, _)| *how == crate::outage::NoAnswer::Unreachable),
         answered: f.no_answer.is_none() && f.status.is_some(),
     }
 }
