@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -299,11 +299,9 @@ impl Drop for ProbeTurn<'_> {
     }
 }
 
-/// `HH:MM:SS` UTC, as stat and the log show times.
+/// `YYYY-MM-DDTHH:MM:SSZ`, as the log shows times: an outage may last past midnight.
 fn clock(at: SystemTime) -> String {
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]

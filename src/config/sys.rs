@@ -28,7 +28,8 @@ pub struct SysConfig {
     pub worker_abort_when_uncatched_exception: bool,
     /// Store the file's MD5 as user metadata `x-oss-meta-md5`.
     pub worker_record_md5: bool,
-    /// How long the service waits out an outage of the destination before it aborts the job.
+    /// How long the service waits out an outage of the destination or a remote source before
+    /// it aborts the job.
     pub worker_max_outage_seconds: u64,
     /// Read for compatibility only: the JVM heap size of the original.
     pub java_heap_max_size: String,

@@ -51,6 +51,11 @@ fn dist() -> Result<(), String> {
             "build",
             "--profile",
             "dist",
+            // The folder this xtask resolved, whatever the caller's current folder.
+            "--target-dir",
+            target
+                .to_str()
+                .ok_or("the target folder's path is not UTF-8")?,
             "--package",
             "ossimport",
             "--bin",

@@ -21,6 +21,10 @@ use crate::source::endpoint::{prefixed_key, unprefixed};
 use crate::source::{RelPath, SourceObject};
 // `/` in a blob name is left as it is: Azure treats it as a path separator of the name.
 use crate::source::rest::{self, PATH, UNRESERVED};
+use crate::words::refusal;
+
+/// The settings to check when Azure refuses the keys.
+const KEYS: &str = "srcAccessKey (account) / srcSecretKey (account key)";
 
 pub(super) struct Conn {
     client: Client,
@@ -141,9 +145,9 @@ impl Conn {
                 .get("x-ms-error-code")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let said = code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
+            let why = refusal(status.as_u16(), code.as_deref(), None, KEYS);
             Err(Failed {
-                message: format!("{what}: HTTP {status}{said}"),
+                message: format!("{what}: {why}"),
                 transient: rest::transient(status),
                 status: Some(status),
                 code,

@@ -76,7 +76,10 @@ impl Conn {
                 return Ok(Some(resp));
             }
             Err(Failed {
-                message: format!("{method} {url}: HTTP {status}"),
+                message: format!(
+                    "{method} {url}: {}",
+                    crate::words::refusal(status.as_u16(), None, None, "the URL list's links")
+                ),
                 transient: rest::transient(status),
                 status: Some(status),
             })

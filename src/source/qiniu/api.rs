@@ -213,10 +213,12 @@ async fn answer(
     let code = status.as_u16();
     let body = resp.text().await.unwrap_or_default();
     let said = serde_json::from_str::<ErrorBody>(&body)
-        .map(|b| format!(" ({})", b.error))
-        .unwrap_or_default();
+        .ok()
+        .map(|b| b.error);
+    let keys = "srcAccessKey/srcSecretKey";
+    let why = crate::words::refusal(code, None, said.as_deref(), keys);
     Err(Failed {
-        message: format!("{what}: HTTP {code}{said}"),
+        message: format!("{what}: {why}"),
         // 573 is Qiniu's throttle answer, 599 its server error; both are 5xx like the rest.
         transient: rest::transient(status),
         status: Some(code),

@@ -166,12 +166,16 @@ impl Api {
             let text = resp.text().await.unwrap_or_default();
             let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
             let code = body.as_ref().and_then(|b| b.code);
-            let said = match body.as_ref().and_then(|b| b.msg.clone()) {
-                Some(msg) => format!(": {msg} (code {})", code.unwrap_or_default()),
-                None => String::new(),
-            };
+            let said = body.as_ref().and_then(|b| b.msg.clone());
+            let code_text = code.map(|c| c.to_string());
+            let why = crate::words::refusal(
+                status.as_u16(),
+                code_text.as_deref(),
+                said.as_deref(),
+                "srcAccessKey (operator) / srcSecretKey (password)",
+            );
             Err(Failed {
-                message: format!("{method} {}: HTTP {status}{said}", hide_userinfo(url)),
+                message: format!("{method} {}: {why}", hide_userinfo(url)),
                 transient: rest::transient(status),
                 status: Some(status.as_u16()),
                 code,
