@@ -45,6 +45,14 @@ fn a_45_s_outage_mid_job_is_waited_out_and_the_job_succeeds_without_retry() {
     pkg.ok(&["start"]);
     std::thread::sleep(Duration::from_secs(6));
     assert!(pkg.stat().contains("JobState:Running"), "{}", pkg.stat());
+    // What import.sh shows: `stat --watch` follows the job (plain lines off a terminal).
+    let watching = std::process::Command::new(BIN)
+        .args(["stat", "--watch"])
+        .current_dir(pkg.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     sandbox.stop();
     let down = Instant::now();
     let port = sandbox.endpoint.rsplit(':').next().unwrap().to_string();
@@ -85,6 +93,12 @@ fn a_45_s_outage_mid_job_is_waited_out_and_the_job_succeeds_without_retry() {
         error_lines(&pkg)
     );
     assert!(!stat.contains("Waiting:"), "{stat}");
+    let watched = watching.wait_with_output().unwrap();
+    let watched = String::from_utf8_lossy(&watched.stderr);
+    assert!(
+        watched.contains("Waiting:destination unreachable since "),
+        "stat --watch says why it stands still: {watched}"
+    );
     assert_eq!(error_lines(&pkg), Vec::<String>::new());
     assert_eq!(sandbox.objects(), pkg.source_files());
 

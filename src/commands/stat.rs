@@ -59,6 +59,11 @@ fn watch(workdir: &WorkDir, name: &str) -> Result<JobStat> {
         let totals = Totals::collect_cached(workdir, name, &stat, &mut cache)?;
         let files = format!("files {}/{}", totals.files_done, totals.files_listed);
         let speed = speed_text(&totals, totals.elapsed(), stat.scan_finished);
+        // During an outage the bar stands still: say why, instead of a rate.
+        let speed = match stat.waiting.first() {
+            Some(waiting) => format!("Waiting:{}", waiting.trim()),
+            None => speed,
+        };
         match &bar {
             Some(bar) => {
                 bar.set_length(totals.bytes_listed);
