@@ -23,6 +23,29 @@ fn error_lines(pkg: &Package) -> Vec<String> {
         .collect()
 }
 
+/// Polls stat until it shows every one of `needles`; returns it.
+fn stat_showing(pkg: &Package, within: Duration, needles: &[&str]) -> String {
+    let mut stat = String::new();
+    let shown = wait_until(within, || {
+        stat = pkg.stat();
+        needles.iter().all(|n| stat.contains(n))
+    });
+    assert!(shown, "{needles:?} not in: {stat}");
+    stat
+}
+
+/// Waits for the job's end and requires Succeed with no error.list line; returns the stat.
+fn ends_succeed(pkg: &Package) -> String {
+    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
+    assert!(
+        stat.contains("JobState:Succeed"),
+        "{stat}\n{:?}",
+        error_lines(pkg)
+    );
+    assert_eq!(error_lines(pkg), Vec::<String>::new());
+    stat
+}
+
 /// A job of 1,500 small files and one 40 MiB file (multipart, 8 MiB parts), capped at
 /// 4 MiB/s so that it is mid-way when the server goes.
 fn outage_job(sandbox: &Sandbox) -> Package {
@@ -61,14 +84,7 @@ fn a_45_s_outage_mid_job_is_waited_out_and_the_job_succeeds_without_retry() {
     // failures may have been connections cut by its fall).
     let expected =
         format!("(cannot connect to 127.0.0.1:{port} (connection refused)); retrying every");
-    let mut waiting = String::new();
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            waiting = pkg.stat();
-            waiting.contains(&expected)
-        }),
-        "{waiting}"
-    );
+    let waiting = stat_showing(&pkg, Duration::from_secs(20), &[&expected]);
     assert!(waiting.contains("JobState:Running\n"), "{waiting}");
     let line = waiting.lines().find(|l| l.starts_with("Waiting:")).unwrap();
     assert!(
@@ -86,12 +102,7 @@ fn a_45_s_outage_mid_job_is_waited_out_and_the_job_succeeds_without_retry() {
     );
     sandbox.restart();
     let outage = down.elapsed();
-    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
-    assert!(
-        stat.contains("JobState:Succeed"),
-        "{stat}\n{:?}",
-        error_lines(&pkg)
-    );
+    let stat = ends_succeed(&pkg);
     assert!(!stat.contains("Waiting:"), "{stat}");
     let watched = watching.wait_with_output().unwrap();
     let watched = String::from_utf8_lossy(&watched.stderr);
@@ -99,7 +110,6 @@ fn a_45_s_outage_mid_job_is_waited_out_and_the_job_succeeds_without_retry() {
         watched.contains("Waiting:destination unreachable since "),
         "stat --watch says why it stands still: {watched}"
     );
-    assert_eq!(error_lines(&pkg), Vec::<String>::new());
     assert_eq!(sandbox.objects(), pkg.source_files());
 
     let log = std::fs::read_to_string(pkg.path("logs/ossimport2.log")).unwrap();
@@ -250,23 +260,11 @@ fn an_outage_of_an_s3_source_is_waited_out_too() {
     src.stop();
     let port = src.endpoint.rsplit(':').next().unwrap().to_string();
     let expected = format!("(cannot connect to 127.0.0.1:{port} (connection refused))");
-    let mut waiting = String::new();
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            waiting = pkg.stat();
-            waiting.contains("Waiting:source unreachable since ") && waiting.contains(&expected)
-        }),
-        "{waiting}"
-    );
+    let needles = ["Waiting:source unreachable since ", expected.as_str()];
+    stat_showing(&pkg, Duration::from_secs(30), &needles);
     std::thread::sleep(Duration::from_secs(10));
     src.restart();
-    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
-    assert!(
-        stat.contains("JobState:Succeed"),
-        "{stat}\n{:?}",
-        error_lines(&pkg)
-    );
-    assert_eq!(error_lines(&pkg), Vec::<String>::new());
+    ends_succeed(&pkg);
     let want: std::collections::BTreeMap<String, Vec<u8>> = objects.into_iter().collect();
     assert_eq!(dest.objects(), want);
 }
@@ -284,23 +282,14 @@ fn an_outage_resends_only_the_requests_in_flight() {
     pkg.ok(&["start"]);
     std::thread::sleep(Duration::from_secs(6));
     sandbox.stop();
-    let mut waiting = String::new();
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            waiting = pkg.stat();
-            waiting.contains("Waiting:destination unreachable since ")
-        }),
-        "{waiting}"
-    );
-    assert!(waiting.contains("server error (502"), "{waiting}");
+    let needles = [
+        "Waiting:destination unreachable since ",
+        "server error (502",
+    ];
+    stat_showing(&pkg, Duration::from_secs(20), &needles);
     std::thread::sleep(Duration::from_secs(20));
     sandbox.restart();
-    let stat = pkg.wait_for(&["Succeed", "Failed", "Abort"], LONG);
-    assert!(
-        stat.contains("JobState:Succeed"),
-        "{stat}\n{:?}",
-        error_lines(&pkg)
-    );
+    ends_succeed(&pkg);
     assert_eq!(sandbox.objects(), pkg.source_files());
 
     let total: u64 = pkg.source_files().values().map(|b| b.len() as u64).sum();

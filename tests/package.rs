@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -51,21 +50,13 @@ fn path_without_rust(dir: &Path) -> PathBuf {
 
 /// `bash <script> args…` from `cwd`, with `path` as the whole PATH.
 fn bash(cwd: &Path, path: &Path, script: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new("/bin/bash")
-        .arg(script)
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg(script)
         .args(args)
         .current_dir(cwd)
         .env("PATH", path)
-        .env("OSSIMPORT_STAT_INTERVAL", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+        .env("OSSIMPORT_STAT_INTERVAL", "1");
+    run_with_input(&mut cmd, stdin)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -20,23 +20,11 @@ fn install(dir: &Path) {
 }
 
 fn bash(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new("bash")
-        .args(args)
+    let mut cmd = Command::new("bash");
+    cmd.args(args)
         .current_dir(dir)
-        .env("OSSIMPORT_STAT_INTERVAL", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .env("OSSIMPORT_STAT_INTERVAL", "1");
+    run_with_input(&mut cmd, stdin)
 }
 
 #[test]

@@ -330,6 +330,21 @@ pub fn request_counts(path: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Runs `cmd` with `stdin` as its whole input (answers to a script's questions); its output.
+pub fn run_with_input(cmd: &mut Command, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// The bucket the shipped conf/local_job.cfg migrates into: the sandbox on 127.0.0.1:9800
 /// that import.sh starts.
 pub fn quick_start_bucket() -> BTreeMap<String, Vec<u8>> {
