@@ -109,12 +109,7 @@ where
             (phrase.clone(), None, None, Some((how, phrase)))
         }
     };
-    let scrub = |mut text: String| {
-        for secret in w.secrets.iter().filter(|s| !s.is_empty()) {
-            text = text.replace(secret.as_str(), "***");
-        }
-        text
-    };
+    let scrub = |text: String| scrub(text, w.secrets.iter().map(String::as_str));
     tracing::debug!(
         "{}",
         scrub(format!("{what} {key}: {}", DisplayErrorContext(e)))
@@ -126,6 +121,14 @@ where
         code,
         no_answer: no_answer.map(|(how, why)| (how, scrub(why))),
     }
+}
+
+/// `text` with every non-empty secret replaced by `***`: a server may echo the key id back.
+pub fn scrub<'a>(mut text: String, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "***");
+    }
+    text
 }
 
 /// Timeouts, connection faults, 5xx and throttling are worth another try; the rest is final.

@@ -13,7 +13,7 @@ use crate::dest::{DestError, DestResult, PutOptions};
 use crate::outage::NoAnswer;
 use crate::payload::hex;
 use crate::payload::{Body, ReadFault};
-use crate::s3client::{ClientSettings, transient_code};
+use crate::s3client::{ClientSettings, scrub, transient_code};
 use crate::source::rest::{UNRESERVED, error_chain, hmac_sha256 as hmac};
 use crate::words::{no_answer, refusal};
 
@@ -213,13 +213,11 @@ impl DirectPut {
         }
     }
 
-    fn scrub(&self, mut message: String) -> String {
-        for secret in [&self.access_key, &self.secret_key] {
-            if !secret.is_empty() {
-                message = message.replace(secret.as_str(), "***");
-            }
-        }
-        message
+    fn scrub(&self, message: String) -> String {
+        scrub(
+            message,
+            [self.access_key.as_str(), self.secret_key.as_str()],
+        )
     }
 }
 
