@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# console.sh - step-by-step control of ossimport (standalone mode).
+# console.sh - step-by-step control of ossimport (standalone mode; distributed mode
+# adds `worker`, see README "Distributed mode").
 #
-#   bash console.sh {submit|clean|start|stop|stat|retry|check|version}
+#   bash console.sh {submit|clean|start|stop|stat|retry|check|version|worker}
 #
 # Runs from the folder that holds this script (the package root, with conf/),
 # so it works from any current directory. Output and exit code are those of
@@ -15,7 +16,7 @@ cd "$(dirname -- "${BASH_SOURCE[0]:-$0}")" || {
 
 usage() {
     cat <<'EOF'
-Usage: console.sh {submit|clean|start|stop|stat|retry|check|version}
+Usage: console.sh {submit|clean|start|stop|stat|retry|check|version|worker}
   submit   submit the job described in conf/local_job.cfg (job:local_test)
            submit --dry-run: list and split the source as the job would and print
            tasks, files and bytes, what importSince leaves out, invalid keys and (with
@@ -30,6 +31,8 @@ Usage: console.sh {submit|clean|start|stop|stat|retry|check|version}
   check    check the destination, keys, bucket, clock, source and working folder
            before a long run (one line each, OK/WARN/FAIL; exit 1 on a FAIL)
   version  print the version
+  worker   distributed mode: join the queue of conf/sys.properties' queueUrl and run
+           the master's tasks in the foreground (what worker.sh runs); --host-name NAME
 EOF
 }
 
@@ -131,6 +134,9 @@ case "$word" in
         ;;
     sandbox)
         # Internal helper used by import.sh: sandbox --ensure | --stop
+        ;;
+    worker)
+        # Distributed mode (worker.sh): join the queue in the foreground; --host-name NAME
         ;;
     -h | --help | help)
         usage

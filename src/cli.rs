@@ -43,6 +43,17 @@ pub enum Command {
     /// Run the import service in the foreground (what `start` runs in the background).
     #[command(hide = true)]
     Serve,
+    /// Distributed mode: join the queue of conf/sys.properties' queueUrl and run the tasks the
+    /// master puts there, in the foreground, until stopped (Ctrl-C, SIGTERM, `stop`).
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The name this worker reports to the master (its dispatched/<host>/ folder); default
+    /// workerHostName of sys.properties, else the machine's host name.
+    #[arg(long)]
+    pub host_name: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -38,6 +38,7 @@ pub mod logfile;
 pub mod master;
 pub mod outage;
 pub mod payload;
+pub mod queue;
 pub mod reason;
 pub mod relpath;
 pub mod report;

@@ -117,7 +117,11 @@ impl JobStat {
         // so it is counted once or twice, never missed. Twice only delays Succeed by a poll.
         let pending = count(TaskState::Pending)? + crate::retry::staged_count(workdir, job);
         after("pending");
-        let dispatched_names = list_names(&workdir.state_dir(job, TaskState::Dispatched))?;
+        let dispatched_names: Vec<String> = workdir
+            .dispatched_tasks(job)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         after("dispatched");
         let succeed = count(TaskState::Succeed)?;
         after("succeed");

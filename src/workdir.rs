@@ -31,6 +31,8 @@ impl TaskState {
         match self {
             TaskState::Pending => "pending_tasks",
             TaskState::Dispatched => "dispatched/localhost",
+            // In distributed mode a task moves on to dispatched/<worker host>/ when a worker
+            // takes it: see [`WorkDir::dispatched_tasks`].
             TaskState::Succeed => "succeed_tasks",
             TaskState::Failed => "failed_tasks",
         }
@@ -63,6 +65,11 @@ impl WorkDir {
 
     pub fn service_log_name() -> &'static str {
         "ossimport2.log"
+    }
+
+    /// The log of a distributed worker (`ossimport worker`), in its own working folder.
+    pub fn worker_log_name() -> &'static str {
+        "worker.log"
     }
 
     pub fn service_stderr_log(&self) -> PathBuf {
@@ -194,6 +201,46 @@ impl WorkDir {
         let dir = self.worker_tasks_dir(job);
         fs::create_dir_all(&dir).ctx("cannot create folder", &dir)?;
         Ok(())
+    }
+
+    /// `dispatched/<host>/<task>`: where a task a worker of `host` runs is kept (distributed
+    /// mode; the master claims into `dispatched/localhost`).
+    pub fn dispatched_to(&self, job: &str, host: &str, task_id: &str) -> PathBuf {
+        self.job_dir(job)
+            .join("dispatched")
+            .join(host)
+            .join(task_id)
+    }
+
+    /// Every dispatched task's folder, under any host, sorted by task name.
+    ///
+    /// # Errors
+    /// When a folder exists but cannot be read.
+    pub fn dispatched_tasks(&self, job: &str) -> Result<Vec<(String, PathBuf)>> {
+        let root = self.job_dir(job).join("dispatched");
+        let mut tasks = Vec::new();
+        for host in list_names(&root)? {
+            for name in list_names(&root.join(&host))? {
+                let dir = root.join(&host).join(&name);
+                tasks.push((name, dir));
+            }
+        }
+        tasks.sort();
+        Ok(tasks)
+    }
+
+    /// The folder of a dispatched task under whichever host holds it, if it is dispatched.
+    pub fn find_dispatched(&self, job: &str, task_id: &str) -> Option<PathBuf> {
+        let claimed = self.task_dir(job, TaskState::Dispatched, task_id);
+        if claimed.is_dir() {
+            return Some(claimed);
+        }
+        let root = self.job_dir(job).join("dispatched");
+        list_names(&root)
+            .ok()?
+            .into_iter()
+            .map(|host| root.join(host).join(task_id))
+            .find(|dir| dir.is_dir())
     }
 
     /// The names of jobs that have a folder under `master/jobs`.

@@ -105,6 +105,7 @@ fn the_unpacked_package_migrates_its_sample_with_no_rust_toolchain_on_path() {
             "console.sh",
             "import.bat",
             "import.sh",
+            "worker.sh",
         ]
     );
     assert_eq!(

@@ -9,6 +9,7 @@ mod start;
 mod stat;
 mod stop;
 mod submit;
+mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Sandbox(args) => sandbox::run(&console, args),
         Command::Serve => start::serve(&console),
+        Command::Worker(args) => worker::run(&console, args.host_name),
     }
 }
 

@@ -60,7 +60,7 @@ pub fn run(console: &Console) -> Result<u8> {
     }
 }
 
-fn already_running(workdir: &WorkDir) -> Error {
+pub(super) fn already_running(workdir: &WorkDir) -> Error {
     let pid = std::fs::read_to_string(workdir.pid_file()).unwrap_or_default();
     Error::Refused(format!(
         "the import service is already running (pid {}); run `console.sh stop` first",
@@ -98,29 +98,20 @@ const SDK_LOG_TARGETS: [&str; 8] = [
     "aws_credential_types",
 ];
 
-/// The service in the foreground: holds the lock for its whole life, logs to
-/// logs/ossimport2.log (rotated daily, 7 days kept), runs until `stop`.
-pub fn serve(console: &Console) -> Result<u8> {
-    let (sys, warnings) = console.sys()?;
-    let workdir = WorkDir::new(&sys.working_dir);
-    // `stat` and `stop` probe the lock by taking it for an instant; retry briefly so such a
-    // probe is not mistaken for a running service.
-    let mut lock = ServiceLock::try_acquire(&workdir)?;
-    for _ in 0..20 {
-        if lock.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        lock = ServiceLock::try_acquire(&workdir)?;
-    }
-    let Some(_lock) = lock else {
-        return Err(already_running(&workdir));
-    };
+/// Sends the process's log to `logs/<name>` (rotated daily, 7 days kept); the guard flushes it
+/// when dropped.
+///
+/// # Errors
+/// When the log folder cannot be created or the file opened.
+pub(super) fn init_log(
+    workdir: &WorkDir,
+    name: &str,
+) -> Result<tracing_appender::non_blocking::WorkerGuard> {
     let logs = workdir.logs_dir();
     std::fs::create_dir_all(&logs).ctx("cannot create folder", &logs)?;
-    let log_file = crate::logfile::DailyLog::open(logs.clone(), WorkDir::service_log_name())
-        .ctx("cannot open the service log in", &logs)?;
-    let (writer, _guard) = tracing_appender::non_blocking(log_file);
+    let log_file =
+        crate::logfile::DailyLog::open(logs.clone(), name).ctx("cannot open the log in", &logs)?;
+    let (writer, guard) = tracing_appender::non_blocking(log_file);
     // OSSIMPORT_LOG, else RUST_LOG, else info; OSSIMPORT_LOG_FORMAT=json for a log system.
     let filter = tracing_subscriber::EnvFilter::try_from_env("OSSIMPORT_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
@@ -139,6 +130,28 @@ pub fn serve(console: &Console) -> Result<u8> {
     } else {
         logger.init();
     }
+    Ok(guard)
+}
+
+/// The service in the foreground: holds the lock for its whole life, logs to
+/// logs/ossimport2.log (rotated daily, 7 days kept), runs until `stop`.
+pub fn serve(console: &Console) -> Result<u8> {
+    let (sys, warnings) = console.sys()?;
+    let workdir = WorkDir::new(&sys.working_dir);
+    // `stat` and `stop` probe the lock by taking it for an instant; retry briefly so such a
+    // probe is not mistaken for a running service.
+    let mut lock = ServiceLock::try_acquire(&workdir)?;
+    for _ in 0..20 {
+        if lock.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        lock = ServiceLock::try_acquire(&workdir)?;
+    }
+    let Some(_lock) = lock else {
+        return Err(already_running(&workdir));
+    };
+    let _guard = init_log(&workdir, WorkDir::service_log_name())?;
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -33,6 +33,17 @@ pub struct SysConfig {
     pub worker_max_outage_seconds: u64,
     /// Read for compatibility only: the JVM heap size of the original.
     pub java_heap_max_size: String,
+    /// Distributed mode: the NATS server (with JetStream) the master and the workers share,
+    /// `nats://host:4222`; empty = standalone.
+    pub queue_url: String,
+    /// Distributed mode: the names of the streams, consumers and object store begin with it.
+    pub queue_stream_prefix: String,
+    /// Distributed mode: a task a worker holds without a sign of life for this long is handed
+    /// to another worker.
+    pub queue_ack_wait_seconds: u64,
+    /// Distributed mode: the name a worker reports (its `dispatched/<host>/` folder); blank =
+    /// the machine's host name.
+    pub worker_host_name: String,
 }
 
 type K = Key<SysConfig>;
@@ -73,7 +84,38 @@ const KEYS: &[K] = &[
     ),
     // Only the original's JVM launcher reads it; kept so the shipped file reads cleanly.
     K::text("javaHeapMaxSize", "1024m", |c, v| c.java_heap_max_size = v),
+    // Ours: distributed mode on NATS JetStream (README "Distributed mode").
+    K::checked_text("queueUrl", "", check_queue_url, |c, v| c.queue_url = v),
+    K::checked_text("queueStreamPrefix", "OSSIMPORT", check_token, |c, v| {
+        c.queue_stream_prefix = v
+    }),
+    K::number("queueAckWaitSeconds", "60", (2, 86_400), |c, v| {
+        c.queue_ack_wait_seconds = to_u64(v)
+    }),
+    K::checked_text("workerHostName", "", check_token, |c, v| {
+        c.worker_host_name = v
+    }),
 ];
+
+fn check_queue_url(v: &str) -> Result<(), String> {
+    let ok = ["nats://", "tls://"].iter().any(|s| v.starts_with(s)) && v.len() > 7;
+    if v.is_empty() || ok {
+        Ok(())
+    } else {
+        Err("must be empty (standalone) or the NATS server, like nats://10.0.0.5:4222".into())
+    }
+}
+
+/// A name that is safe as a NATS subject token and as a folder name.
+fn check_token(v: &str) -> Result<(), String> {
+    if v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(())
+    } else {
+        Err("may hold only letters, digits, '-' and '_'".into())
+    }
+}
 
 /// Above this the original's documentation warns of memory use; we allow it but say so.
 const MANY_THREADS: u32 = 150;
@@ -94,6 +136,10 @@ impl Default for SysConfig {
             worker_record_md5: false,
             worker_max_outage_seconds: 0,
             java_heap_max_size: String::new(),
+            queue_url: String::new(),
+            queue_stream_prefix: String::new(),
+            queue_ack_wait_seconds: 0,
+            worker_host_name: String::new(),
         };
         keys::apply_defaults(KEYS, &mut config);
         config
@@ -148,8 +194,10 @@ impl SysConfig {
                     path: path.to_path_buf(),
                     line: applied.key_lines.get(key).copied(),
                     key: key.to_string(),
-                    message: "for the original's distributed mode (SSH to workers, several \
-                              dispatchers); ossimport-rs runs standalone and ignores it"
+                    message: "for the original's SSH deployment of workers and its several \
+                              dispatchers, which ossimport-rs does not have; it ignores it \
+                              (distributed mode starts workers with worker.sh: README \
+                              \"Distributed mode\")"
                         .to_string(),
                 });
             }

@@ -20,6 +20,8 @@ mod job;
 mod pace;
 mod runner;
 
+pub(crate) use job::{open_job as open_job_context, task_runners};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

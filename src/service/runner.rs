@@ -13,6 +13,7 @@ use crate::tracker::TrackerHandle;
 use crate::workdir::{TaskState, blocking};
 use crate::worker::JobContext;
 
+#[derive(Clone)]
 pub(super) struct Lane {
     pub ctx: Arc<JobContext>,
     pub master: Arc<Master>,

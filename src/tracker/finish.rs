@@ -32,7 +32,9 @@ pub fn finish_task(
     id: &TaskId,
     journal: &TaskJournal,
 ) -> Result<TaskOutcome> {
-    let dir = workdir.task_dir(job, TaskState::Dispatched, &id.to_string());
+    let dir = workdir
+        .find_dispatched(job, &id.to_string())
+        .unwrap_or_else(|| workdir.task_dir(job, TaskState::Dispatched, &id.to_string()));
     let mut outcome = TaskOutcome {
         ok: 0,
         skipped: 0,
@@ -74,7 +76,7 @@ pub fn finish_task(
         &dir.join("STATUS"),
         if succeeded { b"Completed" } else { b"Failed" },
     )?;
-    move_finished(workdir, job, id, succeeded)?;
+    move_finished(workdir, job, &dir, id, succeeded)?;
     let state = if succeeded {
         TaskState::Succeed
     } else {
@@ -89,17 +91,19 @@ pub fn finish_task(
     Ok(outcome)
 }
 
-fn move_finished(workdir: &WorkDir, job: &str, id: &TaskId, succeeded: bool) -> Result<()> {
-    let name = id.to_string();
+fn move_finished(
+    workdir: &WorkDir,
+    job: &str,
+    from: &std::path::Path,
+    id: &TaskId,
+    succeeded: bool,
+) -> Result<()> {
     let to = if succeeded {
         TaskState::Succeed
     } else {
         TaskState::Failed
     };
-    rename_durable(
-        &workdir.task_dir(job, TaskState::Dispatched, &name),
-        &workdir.task_dir(job, to, &name),
-    )
+    rename_durable(from, &workdir.task_dir(job, to, &id.to_string()))
 }
 
 /// Completes the moves a crash interrupted: dispatched folders that already have a STATUS,
@@ -110,17 +114,13 @@ fn move_finished(workdir: &WorkDir, job: &str, id: &TaskId, succeeded: bool) -> 
 /// When the folders cannot be read or moved.
 pub fn recover_finished(workdir: &WorkDir, job: &str) -> Result<Vec<TaskId>> {
     let mut to_run = Vec::new();
-    let dispatched = workdir.state_dir(job, TaskState::Dispatched);
-    for name in list_names(&dispatched)? {
+    for (name, dir) in workdir.dispatched_tasks(job)? {
         let Some(id) = TaskId::parse(&name) else {
             continue;
         };
-        match fs::read_to_string(dispatched.join(&name).join("STATUS"))
-            .ok()
-            .as_deref()
-        {
-            Some("Completed") => move_finished(workdir, job, &id, true)?,
-            Some("Failed") => move_finished(workdir, job, &id, false)?,
+        match fs::read_to_string(dir.join("STATUS")).ok().as_deref() {
+            Some("Completed") => move_finished(workdir, job, &dir, &id, true)?,
+            Some("Failed") => move_finished(workdir, job, &dir, &id, false)?,
             _ => to_run.push(id),
         }
     }

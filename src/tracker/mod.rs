@@ -50,8 +50,15 @@ pub enum Event {
         bytes: u64,
     },
     /// The worker started every file it will: all of them, or fewer when the job stops.
-    /// `crashed` says why some transfers ended without a result, if any did.
-    End { id: TaskId, crashed: Option<String> },
+    /// `crashed` says why some transfers ended without a result, if any did. `reply`, if
+    /// any, hears whether the task finished (true) or was left to resume (false).
+    End {
+        id: TaskId,
+        crashed: Option<String>,
+        reply: Option<oneshot::Sender<Result<bool>>>,
+    },
+    /// Makes every result received so far durable, then answers.
+    Sync { reply: oneshot::Sender<Result<()>> },
 }
 
 /// What the tracker tells the dispatcher.
@@ -67,6 +74,15 @@ pub enum Ended {
 #[derive(Clone)]
 pub struct TrackerHandle {
     tx: mpsc::Sender<Event>,
+}
+
+impl TrackerHandle {
+    /// A handle whose events go to `capacity`-deep channel the caller reads (a distributed
+    /// worker forwards them to the master's tracker).
+    pub fn channel(capacity: usize) -> (TrackerHandle, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (TrackerHandle { tx }, rx)
+    }
 }
 
 fn gone() -> Error {
@@ -94,8 +110,48 @@ impl TrackerHandle {
     }
 
     pub async fn end(&self, id: TaskId, crashed: Option<String>) {
-        let _ = self.tx.send(Event::End { id, crashed }).await;
+        let reply = None;
+        let _ = self.tx.send(Event::End { id, crashed, reply }).await;
     }
+
+    /// Ends a task and says whether it finished (true) or was left to resume (false).
+    ///
+    /// # Errors
+    /// When the task's results cannot be written or the tracker stopped.
+    pub async fn end_confirmed(&self, id: TaskId, crashed: Option<String>) -> Result<bool> {
+        let (reply, answer) = oneshot::channel();
+        let reply = Some(reply);
+        self.tx
+            .send(Event::End { id, crashed, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Returns once every result sent before is durable.
+    ///
+    /// # Errors
+    /// When results cannot be written or the tracker stopped.
+    pub async fn sync(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Event::Sync { reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Hands `result` to whoever asked and gives it back: a failure still stops the tracker.
+fn answer<T: Copy>(reply: Option<oneshot::Sender<Result<T>>>, result: Result<T>) -> Result<T> {
+    if let Some(reply) = reply {
+        let copy = match &result {
+            Ok(v) => Ok(*v),
+            Err(e) => Err(Error::Internal(e.to_string())),
+        };
+        let _ = reply.send(copy);
+    }
+    result
 }
 
 /// A running task as the tracker sees it.
@@ -103,6 +159,9 @@ struct Running {
     spec: Arc<TaskSpec>,
     /// None while its journal is being written on the blocking pool.
     journal: Option<TaskJournal>,
+    /// Files with a result, durable or in `batch`: a result sent twice (a task a second
+    /// worker took over) counts once.
+    done: HashSet<RelPath>,
     batch: Vec<FileRecord>,
     /// Bytes of finished parts of files still in flight.
     parts: HashMap<RelPath, u64>,
@@ -164,6 +223,12 @@ impl Tracker {
 
     async fn handle(&mut self, event: Event) -> Result<()> {
         match event {
+            Event::Open { id, reply, .. } if self.running.contains_key(&id) => {
+                // Taken over by another worker (distributed mode): its results so far.
+                let flushed = self.flush().await;
+                let done = self.running.get(&id).map(|t| t.done.clone());
+                let _ = reply.send(flushed.map(|()| done.unwrap_or_default()));
+            }
             Event::Open { id, spec, reply } => {
                 let dir = self.workdir.worker_task_dir(&self.job, &id.to_string());
                 let opened = {
@@ -172,12 +237,14 @@ impl Tracker {
                 };
                 match opened {
                     Ok(journal) => {
-                        let _ = reply.send(Ok(journal.done_paths()));
+                        let done = journal.done_paths();
+                        let _ = reply.send(Ok(done.clone()));
                         self.running.insert(
                             id,
                             Running {
                                 spec,
                                 journal: Some(journal),
+                                done,
                                 batch: Vec::new(),
                                 parts: HashMap::new(),
                                 progress_stale: false,
@@ -192,6 +259,9 @@ impl Tracker {
             Event::File { id, record } => {
                 if let Some(task) = self.running.get_mut(&id) {
                     task.parts.remove(&record.path);
+                    if !task.done.insert(record.path.clone()) {
+                        return Ok(());
+                    }
                     task.batch.push(record);
                     let full = task.batch.len() >= JOURNAL_BATCH;
                     self.flush_within(if full { Duration::ZERO } else { JOURNAL_LINGER });
@@ -204,7 +274,14 @@ impl Tracker {
                     self.flush_within(PROGRESS_EVERY);
                 }
             }
-            Event::End { id, crashed } => self.end(id, crashed).await?,
+            Event::End { id, crashed, reply } => {
+                let ended = self.end(id, crashed).await;
+                answer(reply, ended)?;
+            }
+            Event::Sync { reply } => {
+                let flushed = self.flush().await;
+                answer(Some(reply), flushed)?;
+            }
         }
         Ok(())
     }
@@ -256,10 +333,12 @@ impl Tracker {
         Ok(())
     }
 
-    async fn end(&mut self, id: TaskId, crashed: Option<String>) -> Result<()> {
+    /// Ends a task; true when it finished, false when it was left to resume. A task that is
+    /// not running (ended already) counts as finished.
+    async fn end(&mut self, id: TaskId, crashed: Option<String>) -> Result<bool> {
         self.flush().await?;
         let Some(task) = self.running.remove(&id) else {
-            return Ok(());
+            return Ok(true);
         };
         let Some(mut journal) = task.journal else {
             return Err(Error::Internal(format!("task {id}: journal lost")));
@@ -287,7 +366,7 @@ impl Tracker {
         if journal.records().len() < task.spec.files.len() {
             tracing::info!(task = %id, "task interrupted; it resumes at the next start");
             let _ = self.ended.send(Ended::Interrupted(id));
-            return Ok(());
+            return Ok(false);
         }
         let (workdir, job, task_id) = (self.workdir.clone(), self.job.clone(), id.clone());
         let spec = task.spec.clone();
@@ -302,6 +381,6 @@ impl Tracker {
         .await?;
         tracing::info!(task = %id, ok = outcome.ok, skipped = outcome.skipped, failed = outcome.failed, "task finished");
         let _ = self.ended.send(Ended::Finished(id, outcome));
-        Ok(())
+        Ok(true)
     }
 }

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod azure;
+#[cfg(unix)]
+pub mod cluster;
 mod jobs;
 pub mod proxy;
 pub mod qiniu_server;

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The package's files besides the binary, from the repository root: (source, place in it).
-const FILES: [&str; 8] = [
+const FILES: [&str; 9] = [
     "conf/local_job.cfg",
     "conf/sys.properties",
     "import.sh",
     "console.sh",
+    "worker.sh",
     "import.bat",
     "console.bat",
     "README.md",
@@ -85,7 +86,7 @@ fn dist() -> Result<(), String> {
     for folder in FOLDERS {
         copy_tree(&root.join(folder), &top.join(folder))?;
     }
-    for exec in ["bin/ossimport", "import.sh", "console.sh"] {
+    for exec in ["bin/ossimport", "import.sh", "console.sh", "worker.sh"] {
         executable(&top.join(exec))?;
     }
 

@@ -83,11 +83,17 @@ impl UploadRecord {
 
 /// The checkpoint folder of one file's upload.
 fn state_dir(ctx: &JobContext, file: &SourceObject) -> PathBuf {
-    let hash: String = Md5::digest(escape(&file.path.0).as_bytes())
+    ctx.workdir
+        .multipart_dir(&ctx.job.job_name)
+        .join(state_dir_name(&file.path))
+}
+
+/// The name of a file's checkpoint folder under the job's multipart folder.
+pub fn state_dir_name(path: &RelPath) -> String {
+    Md5::digest(escape(&path.0).as_bytes())
         .iter()
         .map(|b| format!("{b:02X}"))
-        .collect();
-    ctx.workdir.multipart_dir(&ctx.job.job_name).join(hash)
+        .collect()
 }
 
 /// A finished part and the checksums of what was sent for it.
