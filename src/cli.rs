@@ -52,7 +52,7 @@ pub enum Command {
 pub struct WorkerArgs {
     /// The name this worker reports to the master (its dispatched/<host>/ folder); default
     /// workerHostName of sys.properties, else the machine's host name.
-    #[arg(long)]
+    #[arg(long, env = "OSSIMPORT_WORKER_HOST")]
     pub host_name: Option<String>,
 }
 

@@ -92,12 +92,10 @@ impl Publisher {
     /// Publishes a task unless it is still on the stream from an earlier run of the master;
     /// waits while the queue cannot be reached.
     async fn publish(&self, id: &TaskId, text: String, settings: &str) -> Result<()> {
-        let q = &self.queue;
-        let subject = q.task_subject(&self.job.job_name, id);
-        let mut text = Some(text);
+        let subject = self.queue.task_subject(&self.job.job_name, id);
         let mut attempt = 0;
         while !self.cancel.is_cancelled() {
-            match self.try_publish(id, &subject, &mut text, settings).await {
+            match self.try_publish(id, &subject, &text, settings).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(task = %id, "cannot queue the task yet: {e}; trying again");
@@ -113,7 +111,7 @@ impl Publisher {
         &self,
         id: &TaskId,
         subject: &str,
-        text: &mut Option<String>,
+        text: &str,
         settings: &str,
     ) -> std::result::Result<(), async_nats::Error> {
         let q = &self.queue;
@@ -127,41 +125,32 @@ impl Publisher {
             Err(e) => return Err(e.into()),
         }
         let name = id.to_string();
-        let inline = match text.take() {
-            Some(t) if t.len() > q.inline_limit() => {
-                let store = match q.js.get_object_store(q.task_store()).await {
-                    Ok(store) => store,
-                    Err(_) => {
-                        q.js.create_object_store(async_nats::jetstream::object_store::Config {
-                            bucket: q.task_store(),
-                            storage: async_nats::jetstream::stream::StorageType::File,
-                            ..Default::default()
-                        })
-                        .await?
-                    }
-                };
-                let put = store.put(name.as_str(), &mut t.as_bytes()).await;
-                *text = Some(t);
-                put?;
-                None
-            }
-            Some(t) => {
-                *text = Some(t.clone());
-                Some(t)
-            }
-            None => return Err("the task's text is gone".into()),
-        };
+        let inline = text.len() <= q.inline_limit();
+        if !inline {
+            let store = match q.js.get_object_store(q.task_store()).await {
+                Ok(store) => store,
+                Err(_) => {
+                    q.js.create_object_store(async_nats::jetstream::object_store::Config {
+                        bucket: q.task_store(),
+                        storage: async_nats::jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await?
+                }
+            };
+            store.put(name.as_str(), &mut text.as_bytes()).await?;
+        }
         let message = TaskMessage {
             id: name.clone(),
             job: settings.to_string(),
-            task: inline,
+            task: inline.then(|| text.to_string()),
         };
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", name.as_str());
         q.js.publish_with_headers(subject.to_string(), headers, wire::encode(&message))
             .await?
             .await?;
-        tracing::debug!(task = %id, "queued");
+        tracing::debug!(task = %id, inline, "queued");
         Ok(())
     }
 }

@@ -15,6 +15,7 @@
 //! that is once every result of the task is journaled on the master; a worker that dies leaves
 //! the task unacked and JetStream hands it to another after `queueAckWaitSeconds`.
 
+mod forward;
 pub mod master;
 pub mod wire;
 pub mod worker;

@@ -95,3 +95,54 @@ async fn finishes_complete_tasks_leaves_incomplete_ones_and_records_crashes() {
     drop(handle);
     run.await.unwrap().unwrap();
 }
+
+/// Distributed mode: a task taken over by a second worker (an Open while it runs) gets the
+/// results so far, durable or not; a result sent twice counts once; the worker hears whether
+/// its End finished the task; a finished task's folder left another worker's host folder.
+#[tokio::test]
+async fn a_task_taken_over_resumes_with_every_result_and_duplicates_count_once() {
+    let work = tempfile::tempdir().unwrap();
+    let workdir = WorkDir::new(work.path());
+    workdir.create_job_layout("unit_job").unwrap();
+    let (ended_tx, _ended) = mpsc::unbounded_channel();
+    let (tracker, handle) = Tracker::new(workdir.clone(), "unit_job".into(), 4, ended_tx);
+    let run = tokio::spawn(tracker.run());
+
+    let (id, spec) = task(&workdir, &["a", "b", "c"]);
+    handle.open(id.clone(), spec.clone()).await.unwrap();
+    handle.file(id.clone(), ok("a")).await;
+    // Taken over before the result was flushed: the new worker must not send `a` again.
+    let done = handle.open(id.clone(), spec.clone()).await.unwrap();
+    assert_eq!(done, [RelPath(b"a".to_vec())].into_iter().collect());
+    handle.file(id.clone(), ok("a")).await;
+    handle.file(id.clone(), ok("b")).await;
+    assert!(!handle.end_confirmed(id.clone(), None).await.unwrap());
+
+    // The task moved to the host folder of the worker that took it; it finishes from there.
+    let from = workdir.task_dir("unit_job", TaskState::Dispatched, &id.to_string());
+    let to = workdir.dispatched_to("unit_job", "host-b", &id.to_string());
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::rename(&from, &to).unwrap();
+    assert_eq!(
+        workdir.find_dispatched("unit_job", &id.to_string()),
+        Some(to)
+    );
+    let done = handle.open(id.clone(), spec.clone()).await.unwrap();
+    assert_eq!(done.len(), 2);
+    handle.file(id.clone(), ok("c")).await;
+    handle.sync().await.unwrap();
+    assert!(handle.end_confirmed(id.clone(), None).await.unwrap());
+    // An End heard again (the master restarted before its ack) changes nothing.
+    assert!(handle.end_confirmed(id.clone(), None).await.unwrap());
+
+    let audit = std::fs::read_to_string(
+        workdir
+            .task_dir("unit_job", TaskState::Succeed, &id.to_string())
+            .join("audit.log"),
+    )
+    .unwrap();
+    assert!(audit.contains("ok=3 skipped=0 failed=0"), "{audit}");
+    assert_eq!(workdir.dispatched_tasks("unit_job").unwrap(), vec![]);
+    drop(handle);
+    run.await.unwrap().unwrap();
+}
