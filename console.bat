@@ -1,7 +1,7 @@
 @echo off
 rem console.bat - step-by-step control of ossimport (standalone mode).
 rem
-rem   console.bat {submit|clean|start|stop|stat|retry|check|version}
+rem   console.bat {submit|clean|start|stop|stat|retry|check|version|worker}
 rem
 rem Runs from the folder that holds this script (the package root, with conf\),
 rem so it works from any current directory. Output and exit code are those of
@@ -15,13 +15,15 @@ set "ARG3=%~3"
 set "ARG4=%~4"
 set "WORD="
 if not defined ARG goto usage_error
-for %%W in (submit clean start stop stat retry check version sandbox) do if /i "!ARG!"=="%%W" set "WORD=%%W"
+for %%W in (submit clean start stop stat retry check version sandbox worker) do if /i "!ARG!"=="%%W" set "WORD=%%W"
 if /i "!ARG!"=="help" goto usage_ok
 if /i "!ARG!"=="-h" goto usage_ok
 if /i "!ARG!"=="--help" goto usage_ok
 if not defined WORD goto unknown_word
 rem sandbox --ensure / --stop is an internal helper used by import.bat.
 if "!WORD!"=="sandbox" goto find_binary
+rem Distributed mode: worker [--host-name NAME] joins the queue in the foreground.
+if "!WORD!"=="worker" goto find_binary
 if "!WORD!"=="stat" goto stat_args
 if "!WORD!"=="submit" goto submit_args
 if defined ARG2 goto extra_args
@@ -117,7 +119,7 @@ call :usage 1>&2
 exit /b 2
 
 :usage
-echo Usage: console.bat {submit^|clean^|start^|stop^|stat^|retry^|check^|version}
+echo Usage: console.bat {submit^|clean^|start^|stop^|stat^|retry^|check^|version^|worker}
 echo   submit   submit the job described in conf\local_job.cfg (job:local_test)
 echo            submit --dry-run: list and split the source as the job would and print
 echo            tasks, files and bytes, what importSince leaves out, invalid keys and (with
@@ -132,4 +134,6 @@ echo   retry    run the failed tasks again (only the failed files are redone)
 echo   check    check the destination, keys, bucket, clock, source and working folder
 echo            before a long run (one line each, OK/WARN/FAIL; exit 1 on a FAIL)
 echo   version  print the version
+echo   worker   distributed mode: join the queue of conf\sys.properties' queueUrl and run
+echo            the master's tasks in the foreground; --host-name NAME
 exit /b 0
