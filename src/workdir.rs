@@ -219,10 +219,16 @@ impl WorkDir {
     pub fn dispatched_tasks(&self, job: &str) -> Result<Vec<(String, PathBuf)>> {
         let root = self.job_dir(job).join("dispatched");
         let mut tasks = Vec::new();
+        // Only folders: a stray file under dispatched/ is no task and no host.
         for host in list_names(&root)? {
+            if !root.join(&host).is_dir() {
+                continue;
+            }
             for name in list_names(&root.join(&host))? {
                 let dir = root.join(&host).join(&name);
-                tasks.push((name, dir));
+                if dir.is_dir() {
+                    tasks.push((name, dir));
+                }
             }
         }
         tasks.sort();

@@ -96,7 +96,7 @@ fn four_workers_move_5000_files_and_3_multipart_files() {
     pkg.ok(&["submit"]);
     pkg.ok(&["start"]);
     let hosts = ["host-a", "host-b", "host-c", "host-d"];
-    let workers = workers(&pkg, &hosts, &[]);
+    let mut workers = workers(&pkg, &hosts, &[]);
     let stat = succeeds_with_every_byte(&pkg, &sandbox, &workers);
     assert!(stat.contains("FailedTasks:0"), "{stat}");
     // Every worker ran tasks, and each reported its own host: the master kept their tasks in
@@ -112,18 +112,23 @@ fn four_workers_move_5000_files_and_3_multipart_files() {
         let folder = pkg.path("master/jobs/local_test/dispatched").join(&w.host);
         assert!(folder.is_dir(), "no {}", folder.display());
     }
-    // The wide folder's TASK is over the payload limit: it travelled in the object store.
-    let wide_ok = pkg
-        .task_dirs("succeed_tasks")
-        .iter()
-        .any(|d| std::fs::read_to_string(d.join("audit.log")).is_ok_and(|a| a.contains("wide/")));
-    assert!(wide_ok);
+    // The wide folder's TASK is over the payload limit: it travelled in the object store,
+    // the stream OBJ_OSSIMPORT_TASKFILES on the server's disk.
+    let objects = nats
+        .store()
+        .join("jetstream/$G/streams/OBJ_OSSIMPORT_TASKFILES");
+    assert!(objects.is_dir(), "no object store at {}", objects.display());
     // Keys never travel nor get logged.
     let logs: String = workers.iter().map(Worker::log).collect();
     assert!(
         !logs.contains(SK) && !logs.contains(AK),
         "a key in a worker's log"
     );
+    // `stop` in a worker's folder stops that worker, as it stops a service.
+    let out = workers[0].run(&["stop"]);
+    let said = text(&out);
+    assert!(said.contains("Stop import service completed."), "{said}");
+    assert_eq!(workers[0].exit_code(Duration::from_secs(30)), Some(0));
 }
 
 #[test]

@@ -21,9 +21,9 @@ pub fn run(console: &Console, host_name: Option<String>) -> Result<u8> {
         )));
     }
     let host = match host_name.filter(|h| !h.is_empty()) {
-        Some(h) => sanitize(&h),
+        Some(h) => crate::queue::host_folder(&h),
         None if !sys.worker_host_name.is_empty() => sys.worker_host_name.clone(),
-        None => sanitize(&machine_name()),
+        None => crate::queue::host_folder(&machine_name()),
     };
     let workdir = WorkDir::new(&sys.working_dir);
     // One process per working folder: a worker beside the master needs a folder of its own.
@@ -82,26 +82,4 @@ fn machine_name() -> String {
         .or_else(|| std::env::var("COMPUTERNAME").ok())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "worker".to_string())
-}
-
-/// A host name as a folder name and NATS token: other characters become `-`.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn host_names_become_folder_names() {
-        assert_eq!(super::sanitize("w1.example.com"), "w1-example-com");
-        assert_eq!(super::sanitize("../x"), "---x");
-    }
 }

@@ -98,7 +98,9 @@ const KEYS: &[K] = &[
 ];
 
 fn check_queue_url(v: &str) -> Result<(), String> {
-    let ok = ["nats://", "tls://"].iter().any(|s| v.starts_with(s)) && v.len() > 7;
+    let ok = ["nats://", "tls://"]
+        .iter()
+        .any(|s| v.strip_prefix(s).is_some_and(|host| !host.is_empty()));
     if v.is_empty() || ok {
         Ok(())
     } else {

@@ -2,7 +2,7 @@
 //! tracker go to the master, results on the results stream (each confirmed by the server),
 //! Open and End as requests that the master answers on an inbox subject.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::relpath::RelPath;
 use crate::task::TaskSpec;
 use crate::tracker::Event;
 use crate::workdir::blocking;
+use crate::worker::JobContext;
 use crate::worker::multipart::state_dir_name;
 
 /// How long the worker waits for the master's answer to an Open or an End before asking
@@ -42,12 +43,18 @@ pub(super) enum Outcome {
 /// Carries one task's tracker events to the master: results on the results stream, each
 /// confirmed by the server; Open and End as requests the master answers on an inbox subject.
 pub(super) struct Forwarder {
-    pub queue: Arc<Queue>,
-    pub subject: String,
-    pub task: String,
-    pub host: String,
-    pub multipart_dir: PathBuf,
-    pub give_up: CancellationToken,
+    queue: Arc<Queue>,
+    subject: String,
+    task: String,
+    host: String,
+    multipart_dir: PathBuf,
+    give_up: CancellationToken,
+    /// The job's context on this worker: whether it was stopped, and why.
+    ctx: Arc<JobContext>,
+    /// Tells this run's message ids from another run's of the same task on the same host.
+    run: u128,
+    /// Checkpoint files already sent, by checkpoint folder.
+    checkpoints: HashMap<String, HashSet<(String, String)>>,
     /// Reports sent so far, for their message ids (the server drops a resent duplicate).
     sent: u64,
     unconfirmed: VecDeque<Pending>,
@@ -62,7 +69,11 @@ impl Forwarder {
         host: String,
         multipart_dir: PathBuf,
         give_up: CancellationToken,
+        ctx: Arc<JobContext>,
     ) -> Forwarder {
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Forwarder {
             queue,
             subject,
@@ -70,6 +81,9 @@ impl Forwarder {
             host,
             multipart_dir,
             give_up,
+            ctx,
+            run,
+            checkpoints: HashMap::new(),
             sent: 0,
             unconfirmed: VecDeque::new(),
             outcome: Outcome::Stopped,
@@ -100,7 +114,8 @@ impl Forwarder {
                     let (dir, name) = (self.multipart_dir.clone(), state_dir_name(&path));
                     let upload = blocking(move || Ok(UploadState::read(&dir, &name)))
                         .await
-                        .unwrap_or(None);
+                        .unwrap_or(None)
+                        .and_then(|u| self.not_yet_sent(u));
                     let id = self.task.clone();
                     let path = crate::escape::escape(&path.0);
                     self.send(Report::Part {
@@ -113,10 +128,16 @@ impl Forwarder {
                 }
                 Event::End { crashed, reply, .. } => {
                     let id = self.task.clone();
+                    // Stopped by the worker's stop or by the job's own abort: not every file
+                    // ran. An abort's reason goes to the master, which stops the job.
+                    let complete = !self.ctx.cancel.is_cancelled();
+                    let abort = self.ctx.abort_reason();
                     let answer = self
                         .request(|reply| Report::End {
                             id: id.clone(),
                             crashed: crashed.clone(),
+                            complete,
+                            abort: abort.clone(),
                             reply,
                         })
                         .await;
@@ -130,9 +151,13 @@ impl Forwarder {
                         let _ = reply.send(Ok(self.outcome == Outcome::Finished));
                     }
                 }
+                // The worker code never asks these of its tracker; answered for completeness.
                 Event::Sync { reply } => {
                     self.confirm_all().await;
                     let _ = reply.send(Ok(()));
+                }
+                Event::Results { reply, .. } => {
+                    let _ = reply.send(Err(Error::Internal("results asked of a worker".into())));
                 }
             }
         }
@@ -177,9 +202,22 @@ impl Forwarder {
         }
     }
 
+    /// A message id no other report has: the server drops a resent one as a duplicate, so a
+    /// report published again after a failed confirmation counts once, while the same task
+    /// run again by the same host (within the server's 2-minute window) is not mistaken for it.
     fn next_id(&mut self) -> String {
         self.sent += 1;
-        format!("{}:{}:{}", self.host, self.task, self.sent)
+        format!("{}:{}:{}:{}", self.host, self.task, self.run, self.sent)
+    }
+
+    /// The files of a checkpoint not sent before (parts are written once), so each report
+    /// carries one part, not the whole checkpoint again.
+    fn not_yet_sent(&mut self, mut upload: UploadState) -> Option<UploadState> {
+        let sent = self.checkpoints.entry(upload.dir.clone()).or_default();
+        upload
+            .files
+            .retain(|(name, text)| sent.insert((name.clone(), text.clone())));
+        (!upload.files.is_empty()).then_some(upload)
     }
 
     /// Publishes a report; the server's confirmation is awaited later, a few hundred at once.

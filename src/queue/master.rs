@@ -3,6 +3,7 @@
 //! their Open and End.
 
 use std::collections::{HashMap, HashSet};
+
 use std::sync::Arc;
 
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
@@ -24,6 +25,9 @@ use crate::worker::multipart::state_dir_name;
 
 /// Reports handled between two syncs of the tracker (and acks of the stream).
 const REPORT_BATCH: usize = 512;
+/// Times a worker's End may ask before a task with a result still to come is ended as it is
+/// (the worker asks every 15 s: two minutes, twice the default ack wait).
+const END_WAITS: u32 = 8;
 
 /// Puts dispatched tasks on the tasks stream, as many as `slots` allows at once.
 pub struct Publisher {
@@ -70,21 +74,24 @@ impl Publisher {
                 id.to_string(),
             );
             let text = blocking(move || {
-                let dir = workdir.find_dispatched(&job, &name).ok_or_else(|| {
-                    Error::Internal(format!("task {name} vanished from dispatched"))
-                })?;
+                // Finished meanwhile from results a worker sent before the master restarted:
+                // its end gave the slot back already.
+                let Some(dir) = workdir.find_dispatched(&job, &name) else {
+                    return Ok(None);
+                };
                 let path = dir.join("TASK");
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| Error::io("cannot read", &path, e))?;
                 let spec = TaskSpec::parse(&text, &path)?;
-                Ok((text, spec.unit.ends_with(UNLISTED_SUFFIX)))
+                Ok(Some((text, spec.unit.ends_with(UNLISTED_SUFFIX))))
             })
             .await?;
             match text {
-                (_, true) => {
+                None => tracing::debug!(task = %id, "finished before it was queued again"),
+                Some((_, true)) => {
                     let _ = self.local.send(id).await;
                 }
-                (text, false) => self.publish(&id, text, &settings).await?,
+                Some((text, false)) => self.publish(&id, text, &settings).await?,
             }
         }
     }
@@ -125,7 +132,13 @@ impl Publisher {
             Err(e) => return Err(e.into()),
         }
         let name = id.to_string();
-        let inline = text.len() <= q.inline_limit();
+        let mut message = TaskMessage {
+            id: name.clone(),
+            job: settings.to_string(),
+            task: Some(text.to_string()),
+        };
+        let mut payload = wire::encode(&message);
+        let inline = payload.len() <= q.max_message();
         if !inline {
             let store = match q.js.get_object_store(q.task_store()).await {
                 Ok(store) => store,
@@ -139,15 +152,12 @@ impl Publisher {
                 }
             };
             store.put(name.as_str(), &mut text.as_bytes()).await?;
+            message.task = None;
+            payload = wire::encode(&message);
         }
-        let message = TaskMessage {
-            id: name.clone(),
-            job: settings.to_string(),
-            task: inline.then(|| text.to_string()),
-        };
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", name.as_str());
-        q.js.publish_with_headers(subject.to_string(), headers, wire::encode(&message))
+        q.js.publish_with_headers(subject.to_string(), headers, payload)
             .await?
             .await?;
         tracing::debug!(task = %id, inline, "queued");
@@ -162,8 +172,12 @@ pub struct Inbox {
     pub workdir: WorkDir,
     pub tracker: TrackerHandle,
     pub cancel: CancellationToken,
+    /// Stops the job with a reason a worker sent.
+    abort: Box<dyn Fn(String) + Send + Sync>,
     /// Tasks opened at the tracker in this run of the master.
     opened: HashMap<TaskId, Arc<TaskSpec>>,
+    /// Complete Ends heard while a result was still to come, by task.
+    waits: HashMap<TaskId, u32>,
 }
 
 impl Inbox {
@@ -173,6 +187,7 @@ impl Inbox {
         workdir: WorkDir,
         tracker: TrackerHandle,
         cancel: CancellationToken,
+        abort: Box<dyn Fn(String) + Send + Sync>,
     ) -> Inbox {
         Inbox {
             queue,
@@ -180,7 +195,9 @@ impl Inbox {
             workdir,
             tracker,
             cancel,
+            abort,
             opened: HashMap::new(),
+            waits: HashMap::new(),
         }
     }
 
@@ -230,13 +247,19 @@ impl Inbox {
                 }
                 let mut finished_paths = Vec::new();
                 for m in &batch {
-                    if m.subject.as_str() != subject {
-                        tracing::debug!(subject = %m.subject, "a report of another job; dropped");
-                        continue;
-                    }
-                    match wire::decode::<Report>("report", &m.payload) {
-                        Ok(report) => self.handle(report, &mut finished_paths).await?,
-                        Err(e) => tracing::warn!("{e}"),
+                    let report = match wire::decode::<Report>("report", &m.payload) {
+                        Ok(report) => report,
+                        Err(e) => {
+                            tracing::warn!("{e}");
+                            continue;
+                        }
+                    };
+                    if m.subject.as_str() == subject {
+                        self.handle(report, &mut finished_paths).await?;
+                    } else if let Report::Open { reply, .. } | Report::End { reply, .. } = report {
+                        // A task of a job this master no longer runs (cleaned, or replaced):
+                        // its worker drops it.
+                        self.answer(&reply, &Answer::Gone).await;
                     }
                 }
                 self.tracker.sync().await?;
@@ -255,13 +278,16 @@ impl Inbox {
         match report {
             Report::Open { id, host, reply } => {
                 let answer = match self.open(&id, Some(&host)).await? {
-                    Some((_, spec, done)) => self.opened_answer(&spec, &done).await,
+                    Some((task, spec)) => {
+                        let done = self.tracker.open(task, spec.clone()).await?;
+                        self.opened_answer(&spec, &done).await
+                    }
                     None => Answer::Gone,
                 };
                 self.answer(&reply, &answer).await;
             }
             Report::File { id, line } => {
-                let Some((task, _, _)) = self.open(&id, None).await? else {
+                let Some((task, _)) = self.open(&id, None).await? else {
                     return Ok(());
                 };
                 match FileRecord::parse_audit_line(&line) {
@@ -280,7 +306,7 @@ impl Inbox {
                 path,
                 upload,
             } => {
-                let Some((task, _, _)) = self.open(&id, None).await? else {
+                let Some((task, _)) = self.open(&id, None).await? else {
                     return Ok(());
                 };
                 if let Some(upload) = upload {
@@ -293,42 +319,70 @@ impl Inbox {
                     self.tracker.part(task, RelPath(path), bytes).await;
                 }
             }
-            Report::End { id, crashed, reply } => {
-                let answer = match self.open(&id, None).await? {
-                    Some((task, _, _)) => {
-                        let finished = self.tracker.end_confirmed(task.clone(), crashed).await?;
-                        self.opened.remove(&task);
-                        if finished {
-                            self.forget_task_file(id.clone());
-                        }
-                        Answer::Ended { finished }
-                    }
-                    None => Answer::Gone,
+            Report::End {
+                id,
+                crashed,
+                complete,
+                abort,
+                reply,
+            } => {
+                let Some((task, spec)) = self.open(&id, None).await? else {
+                    self.answer(&reply, &Answer::Gone).await;
+                    return Ok(());
                 };
-                self.answer(&reply, &answer).await;
+                if let Some(why) = abort {
+                    // As in standalone mode (workerAbortWhenUncatchedException, an outage past
+                    // workerMaxOutageSeconds): the job stops with the reason, `stat` shows it.
+                    (self.abort)(why);
+                } else if complete && crashed.is_none() && !self.all_results(&task, &spec).await? {
+                    // A result the worker sent before its End has not come yet (redelivered
+                    // after a reconnect): the worker asks again.
+                    return Ok(());
+                }
+                self.waits.remove(&task);
+                let finished = self.tracker.end_confirmed(task.clone(), crashed).await?;
+                self.opened.remove(&task);
+                if finished {
+                    self.forget_task_file(id.clone());
+                }
+                self.answer(&reply, &Answer::Ended { finished }).await;
             }
         }
         Ok(())
     }
 
-    /// The task opened at the tracker (its spec and the files with a result), moved to
+    /// Whether the tracker has a result of every file of a task a worker says it finished.
+    /// After [`END_WAITS`] asks it ends the task as it is (left to resume: the files without
+    /// a result are sent again), rather than wait for ever on a result that never comes.
+    async fn all_results(&mut self, task: &TaskId, spec: &TaskSpec) -> Result<bool> {
+        let have = self.tracker.results(task.clone()).await?;
+        if have >= spec.files.len() {
+            return Ok(true);
+        }
+        let waits = self.waits.entry(task.clone()).or_default();
+        *waits += 1;
+        tracing::debug!(task = %task, have, waits = *waits, "a result is still to come");
+        Ok(*waits > END_WAITS)
+    }
+
+    /// The task (its spec), opened at the tracker on first sight in this run and moved to
     /// `dispatched/<host>/` when a worker takes it; `None` when it is not dispatched.
     async fn open(
         &mut self,
         id: &str,
         host: Option<&str>,
-    ) -> Result<Option<(TaskId, Arc<TaskSpec>, HashSet<RelPath>)>> {
+    ) -> Result<Option<(TaskId, Arc<TaskSpec>)>> {
         let Some(task) = TaskId::parse(id) else {
             tracing::warn!("a report names no task of ours: {id}");
             return Ok(None);
         };
-        let (workdir, job, name, host) = (
-            self.workdir.clone(),
-            self.job.clone(),
-            id.to_string(),
-            host.map(str::to_string),
-        );
         let cached = self.opened.get(&task).cloned();
+        if let (Some(spec), None) = (&cached, host) {
+            return Ok(Some((task, spec.clone())));
+        }
+        let (workdir, job, name) = (self.workdir.clone(), self.job.clone(), id.to_string());
+        // The name comes from the wire: it must stay one folder under dispatched/.
+        let host = host.map(crate::queue::host_folder);
         let found = blocking(move || {
             let Some(mut dir) = workdir.find_dispatched(&job, &name) else {
                 return Ok(None);
@@ -354,9 +408,11 @@ impl Inbox {
             self.opened.remove(&task);
             return Ok(None);
         };
-        let done = self.tracker.open(task.clone(), spec.clone()).await?;
-        self.opened.insert(task.clone(), spec.clone());
-        Ok(Some((task, spec, done)))
+        if !self.opened.contains_key(&task) {
+            self.tracker.open(task.clone(), spec.clone()).await?;
+            self.opened.insert(task.clone(), spec.clone());
+        }
+        Ok(Some((task, spec)))
     }
 
     /// The files of `spec` that have a result, by position, and the checkpoints the master

@@ -38,7 +38,7 @@ pub struct Queue {
     prefix: String,
     /// `queueUrl` without any user or password, for messages.
     pub shown_url: String,
-    pub(crate) ack_wait: Duration,
+    ack_wait: Duration,
 }
 
 /// A NATS subject token for a job name, which may hold dots and spaces.
@@ -47,6 +47,26 @@ pub fn job_token(job: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A worker's reported host name as one folder name under `dispatched/` (it comes from the
+/// wire): other characters become `-`, and an empty name is `unnamed`.
+pub fn host_folder(name: &str) -> String {
+    let folder: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if folder.is_empty() {
+        "unnamed".to_string()
+    } else {
+        folder
+    }
 }
 
 /// `queueUrl` without what may be a secret (`nats://user:pass@host` or a token).
@@ -169,12 +189,9 @@ impl Queue {
         format!("{}_TASKFILES", self.prefix)
     }
 
-    /// Largest TASK text sent inside its message (the rest of the message is small).
-    pub fn inline_limit(&self) -> usize {
-        self.client
-            .server_info()
-            .max_payload
-            .saturating_sub(64 * 1024)
+    /// Largest message body that fits the server's maximum payload with its headers.
+    pub fn max_message(&self) -> usize {
+        self.client.server_info().max_payload.saturating_sub(4096)
     }
 
     /// The consumer every worker pulls tasks from.
@@ -279,5 +296,13 @@ mod tests {
         assert_eq!(t.len(), 16);
         assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(t, job_token("other"));
+    }
+
+    #[test]
+    fn host_names_stay_one_folder() {
+        assert_eq!(host_folder("w1.example.com"), "w1-example-com");
+        assert_eq!(host_folder("../succeed_tasks"), "---succeed_tasks");
+        assert_eq!(host_folder("/tmp"), "-tmp");
+        assert_eq!(host_folder(""), "unnamed");
     }
 }

@@ -40,23 +40,16 @@ pub enum Report {
         path: String,
         upload: Option<UploadState>,
     },
-    /// The worker started every file it will; the answer goes to `reply`.
+    /// The worker started every file it will; the answer goes to `reply`. `complete`: it ran
+    /// every file (it was not stopped), so every file's result was sent before. `abort`: the
+    /// job must stop, with this reason.
     End {
         id: String,
         crashed: Option<String>,
+        complete: bool,
+        abort: Option<String>,
         reply: String,
     },
-}
-
-impl Report {
-    pub fn task(&self) -> &str {
-        match self {
-            Report::Open { id, .. }
-            | Report::File { id, .. }
-            | Report::Part { id, .. }
-            | Report::End { id, .. } => id,
-        }
-    }
 }
 
 /// The tracker's answer to an Open or an End.

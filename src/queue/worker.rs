@@ -54,7 +54,11 @@ pub async fn run(
     host: String,
     cancel: CancellationToken,
 ) -> Result<()> {
-    let queue = Arc::new(Queue::connect(&sys, "worker").await?);
+    let queue = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(()),
+        q = Queue::connect(&sys, "worker") => Arc::new(q?),
+    };
     tracing::info!(host, queue = %queue.shown_url, "worker started");
     let give_up = CancellationToken::new();
     let worker = Arc::new(Worker {
@@ -96,7 +100,10 @@ pub async fn run(
             match next {
                 Ok(Some(message)) => {
                     attempt = 0;
-                    running.spawn(worker.clone().run_message(message, permit));
+                    // The consumer's own ack wait (its first creator's setting) paces the
+                    // signs of life, whatever this worker's queueAckWaitSeconds says.
+                    let ack_wait = consumer.cached_info().config.ack_wait;
+                    running.spawn(worker.clone().run_message(message, ack_wait, permit));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -143,11 +150,13 @@ impl Worker {
     async fn run_message(
         self: Arc<Self>,
         message: jetstream::Message,
+        ack_wait: Duration,
         _lane: OwnedSemaphorePermit,
     ) {
         // Tells the queue the task is alive, so it is not handed to another worker.
         let heartbeat = {
-            let (message, every) = (message.clone(), self.queue.ack_wait / 3);
+            let every = (ack_wait / 3).max(Duration::from_secs(1));
+            let message = message.clone();
             tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
@@ -160,7 +169,8 @@ impl Worker {
         let settled = match outcome {
             Ok(Outcome::Finished | Outcome::Gone) => message.double_ack().await,
             Ok(Outcome::Resume) => message.ack_with(AckKind::Nak(None)).await,
-            Ok(Outcome::Stopped) => Ok(()),
+            // Stopped before the master answered: to another worker now.
+            Ok(Outcome::Stopped) => message.ack_with(AckKind::Nak(None)).await,
             Err(TaskError::Unreadable(e)) => {
                 tracing::error!("{e}; the task is dropped from the queue");
                 message.ack_with(AckKind::Term).await
@@ -186,7 +196,13 @@ impl Worker {
             wire::decode("task", &message.payload).map_err(TaskError::Unreadable)?;
         let text = match task.task {
             Some(text) => text,
-            None => self.task_file(&task.id).await.map_err(TaskError::Job)?,
+            None => match self.task_file(&task.id).await.map_err(TaskError::Job)? {
+                Some(text) => text,
+                None => {
+                    tracing::info!(task = %task.id, "its TASK is gone: finished already");
+                    return Ok(Outcome::Gone);
+                }
+            },
         };
         let spec = TaskSpec::parse(&text, std::path::Path::new(&task.id))
             .map_err(TaskError::Unreadable)?;
@@ -204,6 +220,7 @@ impl Worker {
             self.host.clone(),
             self.workdir.multipart_dir(&spec.job),
             self.give_up.clone(),
+            ctx.clone(),
         );
         let forwarding = tokio::spawn(forwarder.run(events));
         let ran = crate::worker::run_task(ctx.clone(), &handle, id, Arc::new(spec)).await;
@@ -227,8 +244,9 @@ impl Worker {
         Ok(outcome)
     }
 
-    /// A TASK over the server's maximum payload, from the object store.
-    async fn task_file(&self, name: &str) -> Result<String> {
+    /// A TASK over the server's maximum payload, from the object store; `None` when it is not
+    /// there (any more).
+    async fn task_file(&self, name: &str) -> Result<Option<String>> {
         let q = &self.queue;
         let failed = |e: &dyn std::fmt::Display| {
             Error::Refused(format!(
@@ -239,13 +257,21 @@ impl Worker {
             q.js.get_object_store(q.task_store())
                 .await
                 .map_err(|e| failed(&e))?;
-        let mut object = store.get(name).await.map_err(|e| failed(&e))?;
+        let mut object = match store.get(name).await {
+            Ok(object) => object,
+            // The master removes it when the task finishes: this is a finished task whose
+            // ack was lost.
+            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(failed(&e)),
+        };
         let mut text = String::new();
         object
             .read_to_string(&mut text)
             .await
             .map_err(|e| failed(&e))?;
-        Ok(text)
+        Ok(Some(text))
     }
 
     /// The open job for these settings, opened (destination and source checked) on first use.

@@ -4,7 +4,7 @@
 //! the tasks in flight from the tracker's ends. When a round's scan is done and nothing is
 //! left, it writes the report and tells the master the round is finished.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +49,10 @@ impl Dispatcher {
             .map(|id| Queued { id, claimed: true })
             .collect();
         let mut look_in_folder = true;
-        let mut in_flight = 0usize;
+        let mut in_flight: HashSet<TaskId> = HashSet::new();
+        // Distributed mode: a task resumed after a restart of the master may be finished from
+        // the queue's results before it is handed out again; it is then not handed out.
+        let mut ended_unsent: HashSet<TaskId> = HashSet::new();
         let mut scanned: Option<u32> = None;
         let mut reported: Option<u32> = None;
         let mut master_open = true;
@@ -68,7 +71,8 @@ impl Dispatcher {
                     Err(e) => tracing::error!("cannot read pending_tasks: {e}"),
                 }
             }
-            if in_flight == 0 && queue.is_empty() && scanned.is_some() && scanned != reported {
+            if in_flight.is_empty() && queue.is_empty() && scanned.is_some() && scanned != reported
+            {
                 if !folder_checked {
                     folder_checked = true;
                     look_in_folder = true;
@@ -87,7 +91,12 @@ impl Dispatcher {
                 biased;
                 () = self.cancel.cancelled() => return,
                 Some(ended) = self.ended.recv() => {
-                    in_flight = in_flight.saturating_sub(1);
+                    let id = match &ended {
+                        Ended::Finished(id, _) | Ended::Interrupted(id) => id.clone(),
+                    };
+                    if !in_flight.remove(&id) {
+                        ended_unsent.insert(id.clone());
+                    }
                     if let Ended::Interrupted(id) = ended {
                         tracing::debug!(task = %id, "task left for the next start");
                     }
@@ -108,6 +117,9 @@ impl Dispatcher {
                         return;
                     };
                     let Some(next) = queue.pop_front() else { continue };
+                    if ended_unsent.remove(&next.id) {
+                        continue;
+                    }
                     if !next.claimed {
                         match self.claim(&next.id).await {
                             Ok(true) => {}
@@ -120,8 +132,8 @@ impl Dispatcher {
                             }
                         }
                     }
+                    in_flight.insert(next.id.clone());
                     permit.send(next.id);
-                    in_flight += 1;
                     reported = None;
                     folder_checked = false;
                 }
@@ -196,5 +208,63 @@ impl Dispatcher {
             Err(e) => tracing::error!("cannot write the job's report: {e}"),
         }
         self.rounds_done.send_replace(Some(round));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::TaskOutcome;
+
+    /// Distributed mode, after a restart of the master: a resumed task the queue's results
+    /// finished before the dispatcher handed it out again is not handed out, and the round
+    /// still ends (an in-flight count would wait for it for ever).
+    #[tokio::test]
+    async fn a_resumed_task_finished_before_it_is_handed_out_ends_the_round() {
+        let work = tempfile::tempdir().unwrap();
+        let workdir = WorkDir::new(work.path());
+        let job = Arc::new(JobConfig {
+            job_name: "unit_job".into(),
+            ..JobConfig::default()
+        });
+        workdir.create_job_layout("unit_job").unwrap();
+        let id = TaskId::new("0123456789ABCDEF0123456789ABCDEF".into());
+        let (split_tx, from_master) = mpsc::channel(4);
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        let (to_workers, mut workers) = mpsc::channel(1);
+        let (rounds_done, mut rounds) = watch::channel(None);
+        let cancel = CancellationToken::new();
+        let finished = TaskOutcome {
+            ok: 1,
+            skipped: 0,
+            failed: 0,
+        };
+        ended_tx
+            .send(Ended::Finished(id.clone(), finished))
+            .unwrap();
+        split_tx.send(Split::RoundScanned(0)).await.unwrap();
+        let dispatcher = Dispatcher {
+            workdir,
+            job,
+            cancel: cancel.clone(),
+            from_master,
+            ended,
+            to_workers,
+            rounds_done,
+        };
+        let run = tokio::spawn(dispatcher.run(vec![id]));
+        let ended_round =
+            tokio::time::timeout(Duration::from_secs(10), rounds.wait_for(Option::is_some))
+                .await
+                .expect("the round ends")
+                .map(|r| *r)
+                .unwrap();
+        assert_eq!(ended_round, Some(0));
+        assert!(
+            workers.try_recv().is_err(),
+            "a finished task was handed out"
+        );
+        cancel.cancel();
+        run.await.unwrap();
     }
 }

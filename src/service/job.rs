@@ -25,9 +25,10 @@ const DRAIN: Duration = Duration::from_secs(8);
 const SPLIT_CHANNEL: usize = 16;
 /// File results in the tracker's channel before workers wait for it.
 const EVENT_CHANNEL: usize = 1024;
-/// Distributed mode: tasks on the queue (waiting or running) at once. Enough for dozens of
-/// workers' lanes; each is a folder in dispatched/ and at most one TASK in the queue.
-const QUEUED_AHEAD: usize = 64;
+/// Distributed mode: tasks on the queue (waiting or running) at once: the lanes of 64 workers
+/// (4 each, more for small tasks) with as many waiting. Each is a folder in dispatched/ and
+/// one message on the queue.
+const QUEUED_AHEAD: usize = 512;
 
 pub(super) async fn run_job(
     job: Arc<JobConfig>,
@@ -144,12 +145,14 @@ pub(super) async fn run_job(
                 slots,
                 cancel: cancel.clone(),
             };
+            let aborts = ctx.clone();
             let inbox = crate::queue::master::Inbox::new(
                 queue.clone(),
                 name.clone(),
                 workdir.clone(),
                 tracker_handle.clone(),
                 cancel.clone(),
+                Box::new(move |why| aborts.abort(why)),
             );
             let (c1, c2) = (ctx.clone(), ctx.clone());
             runners.spawn(async move {

@@ -59,6 +59,11 @@ pub enum Event {
     },
     /// Makes every result received so far durable, then answers.
     Sync { reply: oneshot::Sender<Result<()>> },
+    /// How many files of a running task have a result (0 when it is not running).
+    Results {
+        id: TaskId,
+        reply: oneshot::Sender<Result<usize>>,
+    },
 }
 
 /// What the tracker tells the dispatcher.
@@ -123,6 +128,19 @@ impl TrackerHandle {
         let reply = Some(reply);
         self.tx
             .send(Event::End { id, crashed, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// How many files of a running task have a result, durable or not.
+    ///
+    /// # Errors
+    /// When the tracker stopped.
+    pub async fn results(&self, id: TaskId) -> Result<usize> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Event::Results { id, reply })
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -281,6 +299,9 @@ impl Tracker {
             Event::Sync { reply } => {
                 let flushed = self.flush().await;
                 answer(Some(reply), flushed)?;
+            }
+            Event::Results { id, reply } => {
+                let _ = reply.send(Ok(self.running.get(&id).map_or(0, |t| t.done.len())));
             }
         }
         Ok(())

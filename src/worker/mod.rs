@@ -115,6 +115,15 @@ impl JobContext {
         self.cancel.cancel();
     }
 
+    /// Why the job stopped, if it was aborted, leaving the reason in place.
+    pub fn abort_reason(&self) -> Option<String> {
+        self.abort_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .or_else(|| self.outages.iter().find_map(|o| o.gave_up()))
+    }
+
     /// Why the job stopped, if it was aborted: an unexpected error, or an outage that
     /// lasted longer than `workerMaxOutageSeconds`.
     pub fn take_abort_reason(&self) -> Option<String> {

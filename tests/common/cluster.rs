@@ -128,6 +128,11 @@ impl Nats {
         wait_for_port("nats-server", self.port, Duration::from_secs(30), &log);
     }
 
+    /// Where the server keeps its streams (`-sd`).
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
     /// `kill -9` of the server; its stored streams stay on disk.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -205,6 +210,29 @@ impl Worker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code, if it did.
+    pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Runs `ossimport <args>` in the worker's folder, as a user there would.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("binary runs")
     }
 
     pub fn log(&self) -> String {
