@@ -184,6 +184,14 @@ if os.path.exists(gaps):
     # Hand-written, with its own measurements: why a missed target is missed.
     p(open(gaps).read())
 
+dist = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results-distributed.md")
+if os.path.exists(dist):
+    # Written by bench/distributed.sh (its own run and command): 1 worker vs 4 workers.
+    p("## Distributed mode: 1 worker vs 4 workers (from bench/results-distributed.md)\n")
+    p("\n".join(("#" + l) if l.startswith("#") else l
+                 for l in open(dist).read().splitlines()[1:]))
+    p("")
+
 p("## Command lines\n")
 p("SRC is the cached workload folder, BUCKET a fresh bucket per run; the peers run with "
   "`AWS_CA_BUNDLE` unset. About 60 concurrent transfers, 50 MiB parts, 150 MiB multipart "

@@ -79,6 +79,26 @@ fn big_files(pkg: &Package, count: usize) {
     }
 }
 
+/// A job of 1,500 small files and one multipart file, run by 4 workers (hosts `<name>0..3`)
+/// capped at 1 MiB/s each, once its first task has finished.
+fn under_way(dest: &str, nats: &Nats, name: &str) -> (Package, Vec<Worker>) {
+    let mut pkg = master(dest, nats);
+    pkg.set("taskObjectCountLimit", "100");
+    small_files(&pkg, 1500, 5, 4 << 10);
+    big_files(&pkg, 1);
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    let cap = [("workerMaxThroughput(KB/s)", "1024")];
+    let hosts: Vec<String> = (0..4).map(|i| format!("{name}{i}")).collect();
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let workers = workers(&pkg, &hosts, &cap);
+    assert!(
+        wait_until(LONG, || !pkg.task_dirs("succeed_tasks").is_empty()),
+        "no task finished"
+    );
+    (pkg, workers)
+}
+
 #[test]
 fn four_workers_move_5000_files_and_3_multipart_files() {
     // 128 KiB messages at most: the TASK of 2,000 files goes through the object store.
@@ -188,18 +208,7 @@ fn kill_9_of_the_master_then_start_finishes_the_job() {
     let nats = Nats::start();
     let sandbox = Sandbox::start();
     let proxy = Proxy::start(&sandbox.endpoint, Faults::default());
-    let mut pkg = master(&proxy.endpoint, &nats);
-    pkg.set("taskObjectCountLimit", "100");
-    small_files(&pkg, 1500, 5, 4 << 10);
-    big_files(&pkg, 1);
-    pkg.ok(&["submit"]);
-    pkg.ok(&["start"]);
-    let cap = [("workerMaxThroughput(KB/s)", "1024")];
-    let workers = workers(&pkg, &["m0", "m1", "m2", "m3"], &cap);
-    assert!(
-        wait_until(LONG, || !pkg.task_dirs("succeed_tasks").is_empty()),
-        "no task finished"
-    );
+    let (pkg, workers) = under_way(&proxy.endpoint, &nats, "m");
     kill_service(&pkg);
     // The workers go on and wait for the master's answers meanwhile.
     std::thread::sleep(Duration::from_secs(3));
@@ -221,18 +230,7 @@ fn kill_9_of_the_master_then_start_finishes_the_job() {
 fn the_nats_server_restarted_mid_job_and_the_job_finishes() {
     let mut nats = Nats::start();
     let sandbox = Sandbox::start();
-    let mut pkg = master(&sandbox.endpoint, &nats);
-    pkg.set("taskObjectCountLimit", "100");
-    small_files(&pkg, 1500, 5, 4 << 10);
-    big_files(&pkg, 1);
-    pkg.ok(&["submit"]);
-    pkg.ok(&["start"]);
-    let cap = [("workerMaxThroughput(KB/s)", "1024")];
-    let workers = workers(&pkg, &["n0", "n1", "n2", "n3"], &cap);
-    assert!(
-        wait_until(LONG, || !pkg.task_dirs("succeed_tasks").is_empty()),
-        "no task finished"
-    );
+    let (pkg, workers) = under_way(&sandbox.endpoint, &nats, "n");
     nats.kill();
     std::thread::sleep(Duration::from_secs(5));
     assert!(pkg.stat().contains("JobState:Running"), "{}", pkg.stat());

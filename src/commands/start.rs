@@ -103,10 +103,7 @@ const SDK_LOG_TARGETS: [&str; 8] = [
 ///
 /// # Errors
 /// When the log folder cannot be created or the file opened.
-pub(super) fn init_log(
-    workdir: &WorkDir,
-    name: &str,
-) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+fn init_log(workdir: &WorkDir, name: &str) -> Result<tracing_appender::non_blocking::WorkerGuard> {
     let logs = workdir.logs_dir();
     std::fs::create_dir_all(&logs).ctx("cannot create folder", &logs)?;
     let log_file =
@@ -133,6 +130,27 @@ pub(super) fn init_log(
     Ok(guard)
 }
 
+/// What a foreground process (the service, a worker) does once it holds the working folder's
+/// lock: its log, the configuration's warnings there, its pid file. The guard flushes the log.
+///
+/// # Errors
+/// When the log or the pid file cannot be written.
+pub(super) fn begin(
+    workdir: &WorkDir,
+    log_name: &str,
+    warnings: Vec<crate::config::ConfigWarning>,
+) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+    let guard = init_log(workdir, log_name)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    write_atomic(
+        &workdir.pid_file(),
+        std::process::id().to_string().as_bytes(),
+    )?;
+    Ok(guard)
+}
+
 /// The service in the foreground: holds the lock for its whole life, logs to
 /// logs/ossimport2.log (rotated daily, 7 days kept), runs until `stop`.
 pub fn serve(console: &Console) -> Result<u8> {
@@ -151,14 +169,7 @@ pub fn serve(console: &Console) -> Result<u8> {
     let Some(_lock) = lock else {
         return Err(already_running(&workdir));
     };
-    let _guard = init_log(&workdir, WorkDir::service_log_name())?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    write_atomic(
-        &workdir.pid_file(),
-        std::process::id().to_string().as_bytes(),
-    )?;
+    let _guard = begin(&workdir, WorkDir::service_log_name(), warnings)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Internal(format!("cannot start tokio: {e}")))?;
     let result = runtime.block_on(crate::service::run(

@@ -6,9 +6,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Console;
-use super::start::{already_running, init_log};
+use super::start::{already_running, begin};
 use crate::error::{Error, Result};
-use crate::workdir::{ServiceLock, WorkDir, write_atomic};
+use crate::workdir::{ServiceLock, WorkDir};
 
 pub fn run(console: &Console, host_name: Option<String>) -> Result<u8> {
     let (sys, warnings) = console.sys()?;
@@ -30,14 +30,7 @@ pub fn run(console: &Console, host_name: Option<String>) -> Result<u8> {
     let Some(_lock) = ServiceLock::try_acquire(&workdir)? else {
         return Err(already_running(&workdir));
     };
-    let _guard = init_log(&workdir, WorkDir::worker_log_name())?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    write_atomic(
-        &workdir.pid_file(),
-        std::process::id().to_string().as_bytes(),
-    )?;
+    let _guard = begin(&workdir, WorkDir::worker_log_name(), warnings)?;
     let _ = std::fs::remove_file(workdir.stop_request_file());
     println!(
         "Worker {host} joins the queue of {}; log in {}",
