@@ -14,6 +14,10 @@
 //! hears of it: the master writes a task into pending_tasks, the dispatcher moves it to
 //! dispatched, the tracker journals results and alone moves finished tasks to
 //! succeed_tasks/failed_tasks. A `kill -9` at any moment resumes by reading the folders.
+//!
+//! In distributed mode (`queueUrl`, see src/queue/) the task runners are replaced by a
+//! publisher that puts dispatched tasks on a NATS JetStream stream for worker processes on
+//! other hosts, and an inbox that hands their results to the same tracker.
 
 mod dispatch;
 mod job;

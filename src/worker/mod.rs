@@ -117,21 +117,18 @@ impl JobContext {
 
     /// Why the job stopped, if it was aborted, leaving the reason in place.
     pub fn abort_reason(&self) -> Option<String> {
-        self.abort_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .or_else(|| self.outages.iter().find_map(|o| o.gave_up()))
+        self.reason(|slot| slot.clone())
     }
 
     /// Why the job stopped, if it was aborted: an unexpected error, or an outage that
     /// lasted longer than `workerMaxOutageSeconds`.
     pub fn take_abort_reason(&self) -> Option<String> {
-        self.abort_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .or_else(|| self.outages.iter().find_map(|o| o.gave_up()))
+        self.reason(Option::take)
+    }
+
+    fn reason(&self, read: impl FnOnce(&mut Option<String>) -> Option<String>) -> Option<String> {
+        let mut slot = self.abort_reason.lock().unwrap_or_else(|p| p.into_inner());
+        read(&mut slot).or_else(|| self.outages.iter().find_map(|o| o.gave_up()))
     }
 }
 
