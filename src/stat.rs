@@ -149,8 +149,10 @@ impl JobStat {
         let abort_reason = fs::read_to_string(workdir.abort_file(job)).ok();
         let waiting: Vec<String> = ["destination", "source"]
             .iter()
+            .map(|side| workdir.waiting_file(job, side))
+            .chain(workdir.worker_trouble_files(job))
             .filter(|_| alive && abort_reason.is_none())
-            .filter_map(|side| fs::read_to_string(workdir.waiting_file(job, side)).ok())
+            .filter_map(|file| fs::read_to_string(file).ok())
             .collect();
         if abort_reason.is_some() {
             // An aborted job runs nothing, whatever its worker folders still hold.

@@ -42,6 +42,9 @@ impl TaskState {
 /// Prefix of every temporary name; swept at service start.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
+/// Names the files of [`WorkDir::worker_trouble_file`].
+const WORKER_TROUBLE_PREFIX: &str = "WAITING-worker-";
+
 /// Names the markers of [`WorkDir::relisting_file`].
 pub const RELISTING_PREFIX: &str = "RELISTING-";
 
@@ -111,6 +114,22 @@ impl WorkDir {
     /// "source"): what `stat` shows of it.
     pub fn waiting_file(&self, job: &str, side: &str) -> PathBuf {
         self.job_dir(job).join(format!("WAITING-{side}"))
+    }
+
+    /// Distributed mode: why the worker `host` cannot run the job's tasks, for `stat`.
+    pub fn worker_trouble_file(&self, job: &str, host: &str) -> PathBuf {
+        self.job_dir(job)
+            .join(format!("{WORKER_TROUBLE_PREFIX}{host}"))
+    }
+
+    /// Every [`WorkDir::worker_trouble_file`] of the job, sorted.
+    pub fn worker_trouble_files(&self, job: &str) -> Vec<PathBuf> {
+        list_names(&self.job_dir(job))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with(WORKER_TROUBLE_PREFIX))
+            .map(|n| self.job_dir(job).join(n))
+            .collect()
     }
 
     pub fn checkpoints_dir(&self, job: &str, round: u32) -> PathBuf {

@@ -240,6 +240,39 @@ fn the_nats_server_restarted_mid_job_and_the_job_finishes() {
 }
 
 #[test]
+fn a_worker_that_cannot_open_the_job_is_shown_by_stat_and_the_others_finish_it() {
+    let nats = Nats::start();
+    let sandbox = Sandbox::start();
+    let pkg = master(&sandbox.endpoint, &nats);
+    small_files(&pkg, 300, 3, 8 << 10);
+    pkg.ok(&["submit"]);
+    pkg.ok(&["start"]);
+    // This host has the wrong secret key in its conf/local_job.cfg.
+    let mut bad = Worker::prepare(&pkg, "bad-host", &[]);
+    let cfg = bad.path().join("conf/local_job.cfg");
+    let wrong = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(SK, "not-the-secret-key");
+    std::fs::write(&cfg, wrong).unwrap();
+    bad.spawn();
+    let mut stat = String::new();
+    let shown = wait_until(Duration::from_secs(60), || {
+        stat = pkg.stat();
+        stat.contains("Waiting:worker bad-host: cannot run tasks of job local_test")
+    });
+    assert!(shown, "{stat}\n{}", tail(&bad.log()));
+    assert!(stat.contains("check destAccessKey/destSecretKey"), "{stat}");
+    assert!(
+        !stat.contains("not-the-secret-key") && !stat.contains(SK),
+        "{stat}"
+    );
+    let good = workers(&pkg, &["good-host"], &[]);
+    let stat = succeeds_with_every_byte(&pkg, &sandbox, &good);
+    assert!(stat.contains("FailedTasks:0"), "{stat}");
+    assert!(!bad.log().contains("task started"), "{}", tail(&bad.log()));
+}
+
+#[test]
 fn a_worker_without_a_queue_url_is_refused_with_the_key_to_set() {
     let sandbox = Sandbox::start();
     let pkg = Package::new(&sandbox);

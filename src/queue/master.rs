@@ -20,7 +20,7 @@ use crate::relpath::RelPath;
 use crate::task::record::{FileRecord, Outcome};
 use crate::task::{TaskId, TaskSpec};
 use crate::tracker::TrackerHandle;
-use crate::workdir::{WorkDir, blocking, rename_durable};
+use crate::workdir::{WorkDir, blocking, rename_durable, write_atomic};
 use crate::worker::multipart::state_dir_name;
 
 /// Reports handled between two syncs of the tracker (and acks of the stream).
@@ -208,6 +208,10 @@ impl Inbox {
     /// When results cannot be recorded: the job must stop.
     pub async fn run(mut self) -> Result<()> {
         let subject = self.queue.results_subject(&self.job);
+        // What workers said at an earlier run is stale; they say it again on their next task.
+        for file in self.workdir.worker_trouble_files(&self.job) {
+            let _ = std::fs::remove_file(file);
+        }
         let mut attempt = 0;
         while !self.cancel.is_cancelled() {
             let messages = match self.queue.tracker_consumer().await {
@@ -318,6 +322,27 @@ impl Inbox {
                 if let Some(path) = crate::escape::unescape(&path) {
                     self.tracker.part(task, RelPath(path), bytes).await;
                 }
+            }
+            Report::Trouble { host, message } => {
+                let file = self
+                    .workdir
+                    .worker_trouble_file(&self.job, &crate::queue::host_folder(&host));
+                blocking(move || {
+                    match message {
+                        Some(why) => write_atomic(
+                            &file,
+                            format!(
+                                "worker {host}: {why}; it takes no task for 30 s and tries again"
+                            )
+                            .as_bytes(),
+                        )?,
+                        None => {
+                            let _ = std::fs::remove_file(&file);
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
             }
             Report::End {
                 id,

@@ -50,6 +50,11 @@ pub enum Report {
         abort: Option<String>,
         reply: String,
     },
+    /// The worker `host` cannot open the job (`message`), or can again (`None`).
+    Trouble {
+        host: String,
+        message: Option<String>,
+    },
 }
 
 /// The tracker's answer to an Open or an End.

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::forward::{Forwarder, Outcome};
-use super::wire::{self, TaskMessage};
+use super::wire::{self, Report, TaskMessage};
 use super::{Queue, pause};
 use crate::config::{JobConfig, SysConfig};
 use crate::error::{Error, Result};
@@ -26,6 +26,8 @@ use crate::worker::JobContext;
 
 /// Tasks run at once before the first job says how many it wants.
 const FIRST_LANES: usize = 4;
+/// How long a worker that cannot open a job takes no task.
+const REST: Duration = Duration::from_secs(30);
 /// How long a stop lets the files in flight finish and their results reach the master.
 const DRAIN: Duration = Duration::from_secs(8);
 struct Worker {
@@ -41,6 +43,10 @@ struct Worker {
     contexts: Mutex<HashMap<String, Arc<JobContext>>>,
     lanes: Arc<Semaphore>,
     lane_count: std::sync::Mutex<usize>,
+    /// No task is taken before this: the last job could not be opened.
+    rest_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Jobs this worker told the master it cannot open.
+    troubled: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Runs the worker until `cancel` (a stop, Ctrl-C, SIGTERM).
@@ -72,6 +78,8 @@ pub async fn run(
         contexts: Mutex::new(HashMap::new()),
         lanes: Arc::new(Semaphore::new(FIRST_LANES)),
         lane_count: std::sync::Mutex::new(FIRST_LANES),
+        troubled: std::sync::Mutex::new(std::collections::HashSet::new()),
+        rest_until: std::sync::Mutex::new(None),
     });
     let mut running = JoinSet::new();
     let mut attempt = 0;
@@ -92,6 +100,16 @@ pub async fn run(
                 () = cancel.cancelled() => break 'take,
                 p = worker.lanes.clone().acquire_owned() => p.expect("lanes are never closed"),
             };
+            // After a job this worker cannot open, it takes nothing for a while, so that the
+            // queue hands the tasks to workers that can.
+            let resting = *worker.rest_until.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(until) = resting {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break 'take,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
             let next = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break 'take,
@@ -176,10 +194,12 @@ impl Worker {
                 message.ack_with(AckKind::Term).await
             }
             Err(TaskError::Job(e)) => {
-                tracing::error!("{e}; the task goes back to the queue");
-                message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(30))))
-                    .await
+                tracing::error!(
+                    "{e}; the task goes back to the queue, and this worker takes none for {REST:?}"
+                );
+                let until = tokio::time::Instant::now() + REST;
+                *self.rest_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+                message.ack_with(AckKind::Nak(None)).await
             }
         };
         if let Err(e) = settled {
@@ -209,7 +229,9 @@ impl Worker {
         let id = TaskId::parse(&task.id).ok_or_else(|| {
             TaskError::Unreadable(Error::Refused(format!("bad task id {}", task.id)))
         })?;
-        let Some(ctx) = self.context(&task.job).await.map_err(TaskError::Job)? else {
+        let opened = self.context(&task.job).await;
+        self.tell_trouble(&spec.job, opened.as_ref().err()).await;
+        let Some(ctx) = opened.map_err(TaskError::Job)? else {
             return Ok(Outcome::Stopped);
         };
         let (handle, events) = TrackerHandle::channel(1024);
@@ -242,6 +264,38 @@ impl Worker {
                 .retain(|_, c| !Arc::ptr_eq(c, &ctx));
         }
         Ok(outcome)
+    }
+
+    /// Tells the master when this worker cannot open a job (wrong keys on this host, a store
+    /// it cannot reach), so `stat` there says so instead of showing the task dispatched with
+    /// nothing moving; and when it can again. Best effort: the log has it too.
+    async fn tell_trouble(&self, job: &str, trouble: Option<&Error>) {
+        {
+            let mut troubled = self.troubled.lock().unwrap_or_else(|p| p.into_inner());
+            // A trouble is told each time (its cause may change); its end once.
+            let changed = match trouble {
+                Some(_) => {
+                    troubled.insert(job.to_string());
+                    true
+                }
+                None => troubled.remove(job),
+            };
+            if !changed {
+                return;
+            }
+        }
+        let report = Report::Trouble {
+            host: self.host.clone(),
+            message: trouble.map(ToString::to_string),
+        };
+        let subject = self.queue.results_subject(job);
+        let sent = match self.queue.js.publish(subject, wire::encode(&report)).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            tracing::debug!("cannot tell the master about this worker's trouble: {e}");
+        }
     }
 
     /// A TASK over the server's maximum payload, from the object store; `None` when it is not

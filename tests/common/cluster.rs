@@ -164,6 +164,13 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker with the master's job file (for the keys) and `sys` settings.
     pub fn start(master: &Package, host: &str, sys: &[(&str, &str)]) -> Worker {
+        let mut worker = Worker::prepare(master, host, sys);
+        worker.spawn();
+        worker
+    }
+
+    /// A worker's folder, as [`Worker::start`] makes it, without starting it.
+    pub fn prepare(master: &Package, host: &str, sys: &[(&str, &str)]) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("conf");
         std::fs::create_dir_all(&conf).unwrap();
@@ -183,16 +190,14 @@ impl Worker {
         }
         let text: String = settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(conf.join("sys.properties"), text).unwrap();
-        let mut worker = Worker {
+        Worker {
             host: host.to_string(),
             dir,
             child: None,
-        };
-        worker.spawn();
-        worker
+        }
     }
 
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
         let child = Command::new(BIN)
             .args(["worker", "--host-name", &self.host])
             .current_dir(self.dir.path())
