@@ -16,7 +16,8 @@
 //! the task unacked and JetStream hands it to another after `queueAckWaitSeconds`.
 
 mod forward;
-pub mod master;
+pub mod inbox;
+pub mod publisher;
 pub mod wire;
 pub mod worker;
 

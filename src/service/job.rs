@@ -136,7 +136,7 @@ pub(super) async fn run_job(
             // Relisting needs the source's listing: the master runs those tasks itself.
             let (local_tx, local_rx) = mpsc::channel(1);
             runners.spawn(lane(local_rx).run());
-            let publisher = crate::queue::master::Publisher {
+            let publisher = crate::queue::publisher::Publisher {
                 queue: queue.clone(),
                 job: job.clone(),
                 workdir: workdir.clone(),
@@ -146,7 +146,7 @@ pub(super) async fn run_job(
                 cancel: cancel.clone(),
             };
             let aborts = ctx.clone();
-            let inbox = crate::queue::master::Inbox::new(
+            let inbox = crate::queue::inbox::Inbox::new(
                 queue.clone(),
                 name.clone(),
                 workdir.clone(),

@@ -1,21 +1,15 @@
-//! The master's side of distributed mode: the publisher puts the tasks the dispatcher hands it
-//! on the tasks stream, and the inbox gives the workers' reports to the tracker and answers
-//! their Open and End.
+//! The master's side of distributed mode that receives: the inbox gives the workers' reports
+//! to the tracker and answers their Open and End (see src/queue/mod.rs).
 
 use std::collections::{HashMap, HashSet};
-
 use std::sync::Arc;
 
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Answer, Report, TaskMessage, UploadState};
+use super::wire::{self, Answer, Report, UploadState};
 use super::{Queue, pause};
-use crate::config::JobConfig;
 use crate::error::{Error, Result};
-use crate::master::UNLISTED_SUFFIX;
 use crate::relpath::RelPath;
 use crate::task::record::{FileRecord, Outcome};
 use crate::task::{TaskId, TaskSpec};
@@ -29,141 +23,9 @@ const REPORT_BATCH: usize = 512;
 /// (the worker asks every 15 s: two minutes, twice the default ack wait).
 const END_WAITS: u32 = 8;
 
-/// Puts dispatched tasks on the tasks stream, as many as `slots` allows at once.
-pub struct Publisher {
-    pub queue: Arc<Queue>,
-    pub job: Arc<JobConfig>,
-    pub workdir: WorkDir,
-    pub tasks: mpsc::Receiver<TaskId>,
-    /// Tasks the master runs itself: entries the listing could not read, listed again.
-    pub local: mpsc::Sender<TaskId>,
-    /// One permit per task queued or running; the tracker's ends give them back.
-    pub slots: Arc<Semaphore>,
-    pub cancel: CancellationToken,
-}
-
-impl Publisher {
-    /// Runs until the job stops.
-    ///
-    /// # Errors
-    /// When a dispatched task cannot be read.
-    pub async fn run(mut self) -> Result<()> {
-        let settings = toml::to_string(&*self.job)
-            .map_err(|e| Error::Internal(format!("cannot write the job's settings: {e}")))?;
-        loop {
-            let permit = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => return Ok(()),
-                permit = self.slots.clone().acquire_owned() => {
-                    permit.map_err(|_| Error::Internal("task slots closed".into()))?
-                }
-            };
-            let id = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => return Ok(()),
-                id = self.tasks.recv() => match id {
-                    Some(id) => id,
-                    None => return Ok(()),
-                },
-            };
-            // Given back when the tracker reports the task's end.
-            permit.forget();
-            let (workdir, job, name) = (
-                self.workdir.clone(),
-                self.job.job_name.clone(),
-                id.to_string(),
-            );
-            let text = blocking(move || {
-                // Finished meanwhile from results a worker sent before the master restarted:
-                // its end gave the slot back already.
-                let Some(dir) = workdir.find_dispatched(&job, &name) else {
-                    return Ok(None);
-                };
-                let path = dir.join("TASK");
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| Error::io("cannot read", &path, e))?;
-                let spec = TaskSpec::parse(&text, &path)?;
-                Ok(Some((text, spec.unit.ends_with(UNLISTED_SUFFIX))))
-            })
-            .await?;
-            match text {
-                None => tracing::debug!(task = %id, "finished before it was queued again"),
-                Some((_, true)) => {
-                    let _ = self.local.send(id).await;
-                }
-                Some((text, false)) => self.publish(&id, text, &settings).await?,
-            }
-        }
-    }
-
-    /// Publishes a task unless it is still on the stream from an earlier run of the master;
-    /// waits while the queue cannot be reached.
-    async fn publish(&self, id: &TaskId, text: String, settings: &str) -> Result<()> {
-        let subject = self.queue.task_subject(&self.job.job_name, id);
-        let mut attempt = 0;
-        while !self.cancel.is_cancelled() {
-            match self.try_publish(id, &subject, &text, settings).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(task = %id, "cannot queue the task yet: {e}; trying again");
-                    pause(attempt, &self.cancel).await;
-                    attempt += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn try_publish(
-        &self,
-        id: &TaskId,
-        subject: &str,
-        text: &str,
-        settings: &str,
-    ) -> std::result::Result<(), async_nats::Error> {
-        let q = &self.queue;
-        let stream = q.js.get_stream(q.tasks_stream()).await?;
-        match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(_) => {
-                tracing::debug!(task = %id, "still queued from an earlier run");
-                return Ok(());
-            }
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        let name = id.to_string();
-        let mut message = TaskMessage {
-            id: name.clone(),
-            job: settings.to_string(),
-            task: Some(text.to_string()),
-        };
-        let mut payload = wire::encode(&message);
-        let inline = payload.len() <= q.max_message();
-        if !inline {
-            let store = match q.js.get_object_store(q.task_store()).await {
-                Ok(store) => store,
-                Err(_) => {
-                    q.js.create_object_store(async_nats::jetstream::object_store::Config {
-                        bucket: q.task_store(),
-                        storage: async_nats::jetstream::stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await?
-                }
-            };
-            store.put(name.as_str(), &mut text.as_bytes()).await?;
-            message.task = None;
-            payload = wire::encode(&message);
-        }
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", name.as_str());
-        q.js.publish_with_headers(subject.to_string(), headers, payload)
-            .await?
-            .await?;
-        tracing::debug!(task = %id, inline, "queued");
-        Ok(())
-    }
-}
+/// A dispatched task as [`Inbox::open`] finds it: its id, its spec, and the files with a
+/// result when this call opened it at the tracker.
+type Opened = (TaskId, Arc<TaskSpec>, Option<HashSet<RelPath>>);
 
 /// Reads the workers' reports of the job and hands them to the tracker.
 pub struct Inbox {
@@ -282,8 +144,12 @@ impl Inbox {
         match report {
             Report::Open { id, host, reply } => {
                 let answer = match self.open(&id, Some(&host)).await? {
-                    Some((task, spec)) => {
-                        let done = self.tracker.open(task, spec.clone()).await?;
+                    Some((task, spec, just_opened)) => {
+                        // A task opened earlier in this run: its results since then.
+                        let done = match just_opened {
+                            Some(done) => done,
+                            None => self.tracker.open(task, spec.clone()).await?,
+                        };
                         self.opened_answer(&spec, &done).await
                     }
                     None => Answer::Gone,
@@ -291,7 +157,7 @@ impl Inbox {
                 self.answer(&reply, &answer).await;
             }
             Report::File { id, line } => {
-                let Some((task, _)) = self.open(&id, None).await? else {
+                let Some((task, _, _)) = self.open(&id, None).await? else {
                     return Ok(());
                 };
                 match FileRecord::parse_audit_line(&line) {
@@ -310,7 +176,7 @@ impl Inbox {
                 path,
                 upload,
             } => {
-                let Some((task, _)) = self.open(&id, None).await? else {
+                let Some((task, _, _)) = self.open(&id, None).await? else {
                     return Ok(());
                 };
                 if let Some(upload) = upload {
@@ -351,7 +217,7 @@ impl Inbox {
                 abort,
                 reply,
             } => {
-                let Some((task, spec)) = self.open(&id, None).await? else {
+                let Some((task, spec, _)) = self.open(&id, None).await? else {
                     self.answer(&reply, &Answer::Gone).await;
                     return Ok(());
                 };
@@ -390,20 +256,17 @@ impl Inbox {
         Ok(*waits > END_WAITS)
     }
 
-    /// The task (its spec), opened at the tracker on first sight in this run and moved to
-    /// `dispatched/<host>/` when a worker takes it; `None` when it is not dispatched.
-    async fn open(
-        &mut self,
-        id: &str,
-        host: Option<&str>,
-    ) -> Result<Option<(TaskId, Arc<TaskSpec>)>> {
+    /// The task (its spec), opened at the tracker on first sight in this run (then with the
+    /// files that have a result) and moved to `dispatched/<host>/` when a worker takes it;
+    /// `None` when it is not dispatched.
+    async fn open(&mut self, id: &str, host: Option<&str>) -> Result<Option<Opened>> {
         let Some(task) = TaskId::parse(id) else {
             tracing::warn!("a report names no task of ours: {id}");
             return Ok(None);
         };
         let cached = self.opened.get(&task).cloned();
         if let (Some(spec), None) = (&cached, host) {
-            return Ok(Some((task, spec.clone())));
+            return Ok(Some((task, spec.clone(), None)));
         }
         let (workdir, job, name) = (self.workdir.clone(), self.job.clone(), id.to_string());
         // The name comes from the wire: it must stay one folder under dispatched/.
@@ -433,11 +296,15 @@ impl Inbox {
             self.opened.remove(&task);
             return Ok(None);
         };
-        if !self.opened.contains_key(&task) {
-            self.tracker.open(task.clone(), spec.clone()).await?;
-            self.opened.insert(task.clone(), spec.clone());
-        }
-        Ok(Some((task, spec)))
+        let just_opened = match self.opened.contains_key(&task) {
+            true => None,
+            false => {
+                let done = self.tracker.open(task.clone(), spec.clone()).await?;
+                self.opened.insert(task.clone(), spec.clone());
+                Some(done)
+            }
+        };
+        Ok(Some((task, spec, just_opened)))
     }
 
     /// The files of `spec` that have a result, by position, and the checkpoints the master
